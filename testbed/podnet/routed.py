@@ -1,0 +1,55 @@
+"""`routed`: native routing without encapsulation, like flannel's host-gw.
+
+A node routes each remote pod block to the remote node's underlay address when they
+share a segment. Blocks of nodes on other segments go to the node's gateway, and every
+router gets a static route per pod block (as a cloud VPC route table would), so pods
+on different racks reach each other too.
+"""
+from __future__ import annotations
+
+from testbed.podnet.base import Backend, register
+from testbed.topo.load import next_hop
+from testbed.topo.model import Host
+
+
+@register
+class Routed(Backend):
+    name = "routed"
+
+    def plan_remote(self, node: Host, remote: Host) -> tuple[str, str] | None:
+        """(pod block, next hop) on ``node`` for ``remote``'s pods; None to leave it to the gateway."""
+        if remote.iface.subnet == node.iface.subnet:
+            return remote.pod_cidr, remote.ip
+        return None
+
+    def plan_router(self, router: Host) -> list[tuple[str, str]]:
+        routes = []
+        on = {i.subnet for i in router.interfaces}
+        for node in self.topology.nodes:
+            via = node.ip if node.iface.subnet in on else next_hop(router, node.iface.subnet)
+            if via:
+                routes.append((node.pod_cidr, via))
+        return routes
+
+    def start(self) -> None:
+        super().start()
+        for router in self.topology.routers:
+            ipr = self.ns_of(router.name).ipr()
+            for dst, via in self.plan_router(router):
+                ipr.route("replace", dst=dst, gateway=via)
+
+    def setup_node(self, node: Host) -> None:
+        from testbed.podnet.natout import enable_nat_outgoing
+
+        if self.topology.cluster.nat_outgoing:
+            enable_nat_outgoing(self.topology, node, self.ns_of(node.name))
+
+    def add_remote(self, node: Host, remote: Host) -> None:
+        plan = self.plan_remote(node, remote)
+        if plan:
+            self.ns_of(node.name).ipr().route("replace", dst=plan[0], gateway=plan[1])
+
+    def remove_remote(self, node: Host, remote: Host) -> None:
+        plan = self.plan_remote(node, remote)
+        if plan:
+            self.ns_of(node.name).ipr().route("del", dst=plan[0], gateway=plan[1])

@@ -1,0 +1,72 @@
+"""Mininet hosts whose process is a tiny holder instead of an interactive bash.
+
+Each host is a ``mininet.node.Node`` started by ``mnexec -cdn`` (new network and mount
+namespaces, mounts private). The process only holds the namespaces; commands run
+inside through ``nsenter`` (testbed.netns), and configuration goes over netlink, so
+no shell prompt has to be read back. This is what makes 500 pods cheap: one
+``sleep`` per pod instead of one bash, and no pty round trips.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from mininet.node import Node
+
+from testbed.netns import Namespace, die_with_parent
+from testbed.runtime.state import process_start
+
+
+_OWN_NET = os.stat("/proc/self/ns/net").st_ino
+
+
+class LabHost(Node):
+    """A Mininet host held by ``mnexec -cdn sleep infinity``; it dies with the lab."""
+
+    def startShell(self, mnopts=None):  # noqa: N802 (Mininet's name)
+        self.shell = subprocess.Popen(
+            ["mnexec", "-cdn", "sleep", "infinity"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+        self.pid = self.shell.pid
+        self.execed = False
+        self.waiting = False
+        self._ns: Namespace | None = None
+
+    def wait_unshared(self, timeout: float = 10.0) -> None:
+        """Wait until mnexec has made the new namespaces: before that, /proc/PID/ns/net
+        is still the lab's own namespace, and configuring it would touch the host."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if os.stat(f"/proc/{self.pid}/ns/net").st_ino != _OWN_NET:
+                    return
+            except FileNotFoundError:
+                raise RuntimeError(f"{self.name}: its namespace holder exited at start") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no new network namespace after {timeout} s")
+            time.sleep(0.001)
+
+    @property
+    def ns(self) -> Namespace:
+        if self._ns is None:
+            self.wait_unshared()
+            self._ns = Namespace(self.pid, self.name)
+        return self._ns
+
+    def record(self) -> dict:
+        """What state.py keeps about this host so `clean` can find it by handle."""
+        return {"pid": self.pid, "start": process_start(self.pid), "netns": self.ns.inode}
+
+    def stop(self) -> None:
+        if self._ns is not None:
+            self._ns.close()
+        if self.shell and self.shell.poll() is None:
+            self.shell.kill()
+            self.shell.wait()
+
+    # Mininet's own shell helpers expect bash; they are not used for these hosts.
+    def terminate(self):
+        self.stop()
