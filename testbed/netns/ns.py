@@ -36,6 +36,10 @@ def die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# The same as die_with_parent, as an argv prefix: no preexec_fn lets Python use vfork.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"]
+
+
 def ns_inode(pid: int, kind: str = "net") -> int:
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
@@ -102,7 +106,7 @@ class Namespace:
         """Start a long-lived process inside; it dies with the calling thread."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("start_new_session", True)  # Ctrl-C reaches the lab, which stops it
-        return subprocess.Popen(self.argv(argv, mount), preexec_fn=die_with_parent, **kwargs)
+        return subprocess.Popen(DIE_WITH_PARENT + self.argv(argv, mount), **kwargs)
 
     def sysctl(self, settings: dict[str, str | int]) -> None:
         """Write sysctls of this namespace, e.g. {"net.ipv4.ip_forward": 1}."""

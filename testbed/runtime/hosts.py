@@ -14,7 +14,7 @@ import time
 
 from mininet.node import Node
 
-from testbed.netns import Namespace, die_with_parent
+from testbed.netns import DIE_WITH_PARENT, Namespace
 from testbed.runtime.state import process_start
 
 
@@ -25,10 +25,11 @@ class LabHost(Node):
     """A Mininet host held by ``mnexec -cdn sleep infinity``; it dies with the lab."""
 
     def startShell(self, mnopts=None):  # noqa: N802 (Mininet's name)
+        # setpriv sets PR_SET_PDEATHSIG without a preexec_fn, so Python can use vfork:
+        # several times faster than fork for a process of the lab's size.
         self.shell = subprocess.Popen(
-            ["mnexec", "-cdn", "sleep", "infinity"],
+            [*DIE_WITH_PARENT, "mnexec", "-cdn", "sleep", "infinity"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
         )
         self.pid = self.shell.pid
         self.execed = False
