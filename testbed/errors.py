@@ -28,7 +28,7 @@ class FieldError:
     has_value: bool = True
 
     def __str__(self) -> str:
-        if self.type in ("Required value", "Forbidden", "Not found", "Too many") or not self.has_value:
+        if self.type in ("Required value", "Forbidden", "Too many") or not self.has_value:
             text = f"{self.path}: {self.type}"
         else:
             text = f"{self.path}: {self.type}: {_show(self.value)}"
