@@ -1,0 +1,93 @@
+"""The runtime layer with real namespaces: underlay, pod wiring, death of a lab."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed import podnet
+from testbed.runtime.network import Underlay
+from testbed.runtime.pods import host_veth_name, spawn_pod, wire_pod
+from testbed.topo.load import load_topology
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def two_racks():
+    topo = load_topology(ROOT / "topologies" / "two-racks.yaml")
+    topo.cluster.network = "routed"
+    topo.cluster.nat_outgoing = False
+    underlay = Underlay(topo)
+    underlay.build()
+    yield topo, underlay
+    underlay.stop()
+
+
+def ping(ns, ip) -> bool:
+    return ns.run(["ping", "-c1", "-W2", ip], check=False).returncode == 0
+
+
+def test_underlay_routes_between_racks_and_outside(two_racks):
+    topo, u = two_racks
+    assert ping(u.hosts["node1"].ns, topo.hosts["node4"].ip)
+    assert ping(u.hosts["client"].ns, topo.hosts["node2"].ip)
+    links = json.loads(u.hosts["node1"].ns.run(["ip", "-j", "link"]).stdout)
+    assert [link["ifname"] for link in links] == ["lo", "eth0"]
+
+
+def test_pods_on_different_racks_reach_each_other(two_racks):
+    topo, u = two_racks
+    backend = podnet.create("routed", topo, lambda n: u.hosts[n].ns)
+    backend.start()
+    a, b = spawn_pod("default", "a"), spawn_pod("default", "b")
+    try:
+        wire_pod(u.hosts["node1"], a, host_veth_name("default", "a"), "10.244.0.2", 1500)
+        wire_pod(u.hosts["node4"], b, host_veth_name("default", "b"), "10.244.3.2", 1500)
+        assert ping(a.ns, "10.244.3.2")
+        routes = u.hosts["node1"].ns.run(["ip", "route"]).stdout
+        assert f"10.244.0.2 dev {host_veth_name('default', 'a')}" in routes
+        addrs = json.loads(a.ns.run(["ip", "-j", "addr", "show", "eth0"]).stdout)
+        assert addrs[0]["addr_info"][0]["local"] == "10.244.0.2"
+        assert addrs[0]["addr_info"][0]["prefixlen"] == 32
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_namespaces_die_with_the_lab_process(tmp_path):
+    """SIGKILL the process that built a lab: every holder it started goes with it."""
+    script = tmp_path / "lab.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from testbed.runtime.network import Underlay
+        from testbed.topo.load import load_topology
+        u = Underlay(load_topology({str(ROOT / 'topologies' / 'flat.yaml')!r}))
+        u.build()
+        print(json.dumps([h.pid for h in u.all_hosts().values()]), flush=True)
+        time.sleep(60)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pids = json.loads(proc.stdout.readline())
+    assert pids and all(os.path.exists(f"/proc/{p}") for p in pids)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
