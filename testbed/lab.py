@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import queue
+import resource
 import shutil
 import socket
 import subprocess
@@ -111,6 +112,7 @@ class Lab:
         if topo.cluster.proxy_mode == "iptables":
             extra["iptables-restore"] = "iptables"
         check_machine(extra)
+        _raise_fd_limit()
         name = name or topo.name
         if state.is_running(name):
             raise BadInput(f'a lab named "{name}" is already running: stop it with `testbed down {name}` '
@@ -448,6 +450,13 @@ class NotFound(BadInput):
     def __init__(self, kind: str, name: str):
         super().__init__(f'Error from server (NotFound): {kind.lower()}s "{name}" not found')
         self.exit_code = 1
+
+
+def _raise_fd_limit() -> None:
+    """Hundreds of namespaces mean thousands of descriptors (netlink sockets, ns handles)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _read(path: str | Path) -> str:

@@ -124,11 +124,14 @@ class Namespace:
         """Load an nft script as one atomic transaction."""
         self.run(["nft", "-c", "-f", "-"] if check_only else ["nft", "-f", "-"], input=ruleset, mount=False)
 
-    def close(self) -> None:
+    def close_netlink(self) -> None:
         with self._lock:
             if self._ipr is not None:
                 self._ipr.close()
                 self._ipr = None
+
+    def close(self) -> None:
+        self.close_netlink()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -41,3 +41,4 @@ def wire_pod(node: LabHost, pod: LabHost, veth: str, pod_ip: str, mtu: int) -> N
     pipr.route("add", dst=f"{GATEWAY}/32", oif=eth0, scope="link")
     pipr.route("add", dst="0.0.0.0/0", gateway=GATEWAY, oif=eth0)
     pipr.neigh("add", dst=GATEWAY, lladdr=HOST_SIDE_MAC, ifindex=eth0, state="permanent")
+    pod.ns.close_netlink()  # a pod needs no more netlink; 500 open sockets would cost fds
