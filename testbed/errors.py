@@ -35,7 +35,13 @@ class FieldError:
         return f"{text}: {self.detail}" if self.detail else text
 
 
+class Raw(str):
+    """A value printed as it is (Go's %v of a map), not quoted."""
+
+
 def _show(value: object) -> str:
+    if isinstance(value, Raw):
+        return str.__str__(value)
     if isinstance(value, str):
         return f'"{value}"'
     if value is None:
