@@ -1,0 +1,3 @@
+from testbed.echo.server import main
+
+raise SystemExit(main())
