@@ -138,11 +138,13 @@ class Lab:
         if self._stopping:
             return
         self._stopping = True
-        if self._worker.is_alive():
-            self._call(self._teardown)
+        try:
+            if self._worker.is_alive():
+                self._call(self._teardown)
+        finally:
             self._jobs.put(None)
             self._worker.join(timeout=30)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # ---- public API (any thread) --------------------------------------------------------
 
@@ -195,6 +197,15 @@ class Lab:
             if (kind == "node") == (role == "node"):
                 return self.underlay.hosts[name]
         raise BadInput(f'unknown target "{target}": use node/NAME, pod/NAME (with -n NAMESPACE) or host/NAME')
+
+    def host_ip(self, name: str) -> str:
+        if name not in self.topology.hosts:
+            raise BadInput(f'no host "{name}" in topology {self.topology.name}')
+        return self.topology.hosts[name].ip
+
+    def info(self) -> dict:
+        return {"name": self.name, "topology": self.topology.name, "network": self.backend.describe()
+                if self.backend else self.topology.cluster.network, "proxy": self.topology.cluster.proxy_mode}
 
     def ns(self, host: str):
         return self.underlay.hosts[host].ns
@@ -270,7 +281,9 @@ class Lab:
             self._free_ips[node.name] = [str(ip) for ip in list(block.hosts())[1:]]
             labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
                       "topology.kubernetes.io/zone": node.rack or "", **node.labels}
-            self.cluster.add_node(node.name, node.ip, node.pod_cidr, labels)
+            annotations = {"testbed.io/network": self.backend.describe(),
+                           "testbed.io/nat-outgoing": str(bool(c.nat_outgoing)).lower()}
+            self.cluster.add_node(node.name, node.ip, node.pod_cidr, labels, annotations)
         self.echo = EchoServer()
         self.echo.start()
         self._start_proxies()
@@ -442,7 +455,8 @@ class Lab:
         old = state.read_state(self.name) or {}
         old.update({"name": self.name, "pid": os.getpid(), "pid_start": state.process_start(os.getpid()),
                     "topology": self.topology.source, "network": self.topology.cluster.network,
-                    "proxy": self.topology.cluster.proxy_mode, "hosts": hosts})
+                    "proxy": self.topology.cluster.proxy_mode, "hosts": hosts,
+                    "roles": {h.name: h.role for h in self.topology.hosts.values()}})
         state.write_state(self.name, old)
 
 

@@ -22,13 +22,16 @@ def lab_dir(name: str) -> Path:
 
 
 def process_start(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of a process, or None if it is gone."""
+    """The start time (clock ticks since boot) of a live process, or None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None  # exited, only waiting to be reaped
+    return int(fields[19])
 
 
 def is_same_process(pid: int, start: int | None) -> bool:

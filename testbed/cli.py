@@ -1,0 +1,326 @@
+"""The command line: run, up, apply, delete, get, exec, down, clean, list."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from testbed.errors import BadInput, MachineError, TestbedError
+from testbed.runtime import state
+
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 120)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="testbed", description="An emulated Kubernetes network in namespaces.")
+    ap.add_argument("--lab", help="the lab to talk to (may be left out while one lab runs)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="build, apply, check, report, tear down")
+    p.add_argument("scenario")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--junit", metavar="FILE")
+    p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    p.add_argument("--name", help="lab name (default: the scenario's name)")
+    _overrides(p)
+
+    p = sub.add_parser("up", help="build a lab and leave it running")
+    p.add_argument("source", metavar="TOPOLOGY_OR_SCENARIO")
+    p.add_argument("--name", help="lab name (default: the topology's or scenario's name)")
+    _overrides(p)
+
+    for verb in ("apply", "delete"):
+        p = sub.add_parser(verb, help=f"{verb} manifests in a running lab")
+        p.add_argument("-f", "--filename", action="append", required=True, help="a file, or - for standard input")
+
+    p = sub.add_parser("get", help="list objects like kubectl")
+    p.add_argument("kind")
+    p.add_argument("name", nargs="?")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", choices=["wide", "json", "yaml"], default="")
+
+    p = sub.add_parser("exec", help="run a command in node/N, pod/N or host/N")
+    p.add_argument("target")
+    p.add_argument("-n", "--namespace", default="default")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("down", help="stop a lab and remove everything it made")
+    p.add_argument("name", nargs="?")
+    sub.add_parser("clean", help="remove what crashed labs left behind")
+    sub.add_parser("list", help="the labs that are running")
+    return ap
+
+
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--network", help="pod network backend: routed, vxlan, ipip, bgp")
+    p.add_argument("--proxy", help="service proxy mode: nftables, iptables")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except TestbedError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        return e.exit_code
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        raise MachineError("testbed needs root to make namespaces: run it with sudo")
+
+
+# ---- lab life cycle -------------------------------------------------------------------------
+
+def start_lab(name: str, topology: str, network: str | None, proxy: str | None, manifests: list[str]) -> None:
+    """Start the background lab process and wait until it says the lab is ready."""
+    from testbed.lab import check_machine
+
+    check_machine()
+    if state.is_running(name):
+        raise BadInput(f'a lab named "{name}" is already running: stop it with `testbed down {name}` '
+                       "or pick another name with --name")
+    if state.lab_dir(name).exists():
+        from testbed.runtime.cleanup import clean_lab
+
+        clean_lab(name)  # what a crashed lab of that name left
+    state.STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = state.STATE_ROOT / f"{name}.log"
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "testbed.labd", "--name", name, "--topology", topology, "--ready-fd", str(w)]
+    cmd += ["--network", network] if network else []
+    cmd += ["--proxy", proxy] if proxy else []
+    for m in manifests:
+        cmd += ["--manifest", m]
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,),
+                                start_new_session=True)
+    os.close(w)
+    with os.fdopen(r) as ready, err.status(f"bringing up lab {name} ..."):
+        line = ready.readline()
+    if not line:
+        proc.wait()
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise TestbedError(f"the lab process exited (code {proc.returncode}) before the lab was ready:\n"
+                           + "\n".join(tail))
+    msg = json.loads(line)
+    if "error" in msg:
+        proc.wait()
+        e = TestbedError(msg["error"])
+        e.exit_code = msg.get("exit_code", 1)
+        raise e
+
+
+def stop_lab(name: str) -> None:
+    from testbed.client import LabGone, RemoteLab
+    from testbed.runtime.cleanup import clean_lab
+
+    st = state.read_state(name) or {}
+    pid = st.get("pid")
+    try:
+        RemoteLab(name).stop()
+        deadline = time.monotonic() + 60
+        with err.status(f"tearing down lab {name} ..."):
+            while time.monotonic() < deadline and pid and state.is_same_process(pid, st.get("pid_start")):
+                time.sleep(0.05)
+    except LabGone:
+        pass
+    clean_lab(name)  # whatever is left, by handle
+    (state.STATE_ROOT / f"{name}.log").unlink(missing_ok=True)
+    (state.STATE_ROOT / f"{name}.topology.yaml").unlink(missing_ok=True)
+
+
+def resolve_source(source: str, name: str | None) -> tuple[str, str, list[str]]:
+    """(lab name, topology file, manifests) for `up` of a topology or a scenario file."""
+    path = Path(source)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise BadInput(f"cannot read file: {e.strerror}", source) from None
+    except yaml.YAMLError as e:
+        raise BadInput(f"invalid YAML: {e}", source) from None
+    if isinstance(data, dict) and "steps" in data or isinstance(data, dict) and "manifests" in data:
+        from testbed.scenario import load_scenario
+
+        sc = load_scenario(path)
+        lab = name or sc.name
+        topo = sc.topology
+        if isinstance(topo, dict):
+            state.STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
+            inline = state.STATE_ROOT / f"{lab}.topology.yaml"
+            inline.write_text(yaml.safe_dump({"name": lab, **topo}))
+            topo = inline
+        return lab, str(topo), [str(m) for m in sc.manifests]
+    from testbed.topo.load import load_topology
+
+    topo = load_topology(path)  # bad topologies fail here, with exit 2
+    return name or topo.name, str(path.resolve()), []
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+def cmd_up(args) -> int:
+    need_root()
+    name, topo, manifests = resolve_source(args.source, args.name)
+    start_lab(name, topo, args.network, args.proxy, manifests)
+    from testbed.client import RemoteLab
+
+    info = RemoteLab(name).info()
+    out.print(f"lab [bold]{name}[/] is up: {info['network']} network, {info['proxy']} proxy. "
+              f"Talk to it with `testbed get pods -A`; stop it with `testbed down {name}`.")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from testbed.client import RemoteLab
+    from testbed.report import print_result, write_json, write_junit
+    from testbed.scenario import load_scenario, run_scenario
+
+    need_root()
+    sc = load_scenario(args.scenario)
+    name, topo, manifests = resolve_source(args.scenario, args.name)
+    started = time.perf_counter()
+    start_lab(name, topo, args.network, args.proxy, manifests)
+    up_seconds = time.perf_counter() - started
+    try:
+        lab = RemoteLab(name)
+        with err.status("running steps ...") as status:
+            result = run_scenario(sc, lab, progress=lambda step: status.update(f"step: {step.name}"))
+        out.print(f"lab up in {up_seconds:.2f} s", highlight=False)
+        print_result(result, out)
+        if args.json:
+            write_json(result, args.json)
+        if args.junit:
+            write_junit(result, args.junit)
+    finally:
+        if not args.keep:
+            stop_lab(name)
+    if args.keep:
+        out.print(f"lab {name} is still up: `testbed exec ... --lab {name}`, then `testbed down {name}`")
+    return 0 if result.ok else 1
+
+
+def _files(args) -> list[tuple[str, str]]:
+    from testbed.client import _read
+
+    return [(_read(f), f) for f in args.filename]
+
+
+def cmd_apply(args) -> int:
+    from testbed.client import RemoteLab, pick_lab
+
+    need_root()
+    lab = RemoteLab(pick_lab(args.lab))
+    for text, source in _files(args):
+        for line in lab.apply_text(text, source):
+            out.print(line, highlight=False)
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from testbed.client import RemoteLab, pick_lab
+
+    need_root()
+    lab = RemoteLab(pick_lab(args.lab))
+    for text, source in _files(args):
+        for line in lab.delete_text(text, source):
+            out.print(line, highlight=False)
+    return 0
+
+
+def cmd_get(args) -> int:
+    from testbed.client import RemoteLab, pick_lab
+    from testbed.model.kinds import lookup
+    from testbed.printers import render
+
+    need_root()
+    kind = lookup(args.kind)
+    if kind is None:
+        raise BadInput(f'the server doesn\'t have a resource type "{args.kind}"')
+    lab = RemoteLab(pick_lab(args.lab))
+    objs = lab.get(kind.kind, args.name, args.namespace, args.all_namespaces)
+    text = render(kind.kind, objs, args.output, all_namespaces=args.all_namespaces and kind.namespaced)
+    if not text:
+        where = "" if args.all_namespaces or not kind.namespaced else f" in {args.namespace} namespace"
+        err.print(f"No resources found{where}.", highlight=False)
+        return 0
+    print(text)
+    return 0
+
+
+def cmd_exec(args) -> int:
+    from testbed.client import RemoteLab, pick_lab
+
+    need_root()
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise BadInput("exec needs a command: testbed exec TARGET -- CMD ARGS...")
+    full = RemoteLab(pick_lab(args.lab)).exec_argv(args.target, argv, args.namespace)
+    sys.stdout.flush()
+    os.execvp(full[0], full)  # the terminal and the exit code pass straight through
+
+
+def cmd_down(args) -> int:
+    need_root()
+    name = args.name or args.lab
+    if name is None:
+        from testbed.client import pick_lab
+
+        name = pick_lab(None)
+    if not state.lab_dir(name).exists():
+        raise BadInput(f'no lab named "{name}"')
+    stop_lab(name)
+    out.print(f"lab {name} is down")
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from rich.table import Table
+
+    from testbed.runtime.cleanup import clean
+
+    need_root()
+    done = clean()
+    for extra in state.STATE_ROOT.glob("*.topology.yaml") if state.STATE_ROOT.exists() else []:
+        if not state.is_running(extra.name.split(".topology.yaml")[0]):
+            extra.unlink()
+    if not done:
+        out.print("nothing to clean")
+        return 0
+    table = Table(title="cleaned")
+    for col in ("lab", "processes stopped", "namespaces"):
+        table.add_column(col)
+    for d in done:
+        table.add_row(d["lab"], str(d["processes"]), str(d["namespaces"]))
+    out.print(table)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    table = Table()
+    for col in ("lab", "topology", "network", "proxy", "hosts", "state"):
+        table.add_column(col)
+    for name in state.lab_names():
+        st = state.read_state(name) or {}
+        table.add_row(name, Path(str(st.get("topology", ""))).name, str(st.get("network", "")),
+                      str(st.get("proxy", "")), str(len(st.get("hosts", {}))),
+                      "running" if state.is_running(name) else "dead (run `testbed clean`)")
+    out.print(table)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "up": cmd_up, "apply": cmd_apply, "delete": cmd_delete, "get": cmd_get,
+            "exec": cmd_exec, "down": cmd_down, "clean": cmd_clean, "list": cmd_list}
