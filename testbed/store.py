@@ -77,6 +77,7 @@ class Store:
     def delete(self, key: Key) -> dict | None:
         obj = self.objects.pop(key, None)
         if obj is not None:
+            self.version += 1
             self._pending.append(("DELETED", obj))
         return obj
 

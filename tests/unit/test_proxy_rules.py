@@ -1,0 +1,97 @@
+"""The nftables ruleset builder against golden text, and its incremental deltas."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from testbed.proxy import nftables
+from testbed.proxy.model import service_ports
+
+GOLDEN = Path(__file__).parent / "golden" / "proxy"
+
+
+def svc(name, spec, ingress=None):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"sessionAffinity": "None", "internalTrafficPolicy": "Cluster", **spec},
+            "status": {"loadBalancer": {"ingress": [{"ip": i} for i in ingress or []]}}}
+
+
+def eps(name, port, endpoints, port_name="", proto="TCP"):
+    return {"metadata": {"name": f"{name}-x", "namespace": "default", "labels": {"kubernetes.io/service-name": name}},
+            "ports": [{"name": port_name, "port": port, "protocol": proto}],
+            "endpoints": [{"addresses": [ip], "nodeName": node, "conditions": {"ready": ready}}
+                          for ip, node, ready in endpoints]}
+
+
+SERVICES = [
+    (svc("web", {"type": "ClusterIP", "clusterIP": "10.96.0.20",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
+                           {"name": "dns", "port": 53, "protocol": "UDP"}]}),
+     [eps("web", 8080, [("10.244.0.2", "node1", True), ("10.244.1.2", "node2", True),
+                        ("10.244.2.2", "node3", False)], "http"),
+      eps("web", 5353, [("10.244.0.2", "node1", True)], "dns", "UDP")]),
+    (svc("np", {"type": "NodePort", "clusterIP": "10.96.0.21", "externalTrafficPolicy": "Cluster",
+                "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}),
+     [eps("np", 8000, [("10.244.1.3", "node2", True)])]),
+    (svc("lb", {"type": "LoadBalancer", "clusterIP": "10.96.0.22", "externalTrafficPolicy": "Local",
+                "ports": [{"port": 443, "nodePort": 30443, "protocol": "TCP"}]}, ingress=["203.0.113.10"]),
+     [eps("lb", 8443, [("10.244.1.4", "node2", True)])]),
+    (svc("empty", {"type": "ClusterIP", "clusterIP": "10.96.0.23", "ports": [{"port": 80, "protocol": "TCP"}]}), []),
+    (svc("headless", {"type": "ClusterIP", "clusterIP": "None", "ports": [{"port": 80, "protocol": "TCP"}]}),
+     [eps("headless", 80, [("10.244.0.9", "node1", True)])]),
+    (svc("ext", {"type": "ExternalName", "externalName": "db.example.com"}), []),
+]
+
+
+def ruleset() -> str:
+    elems = {n: set() for n in nftables.SETS}
+    for service, slices in SERVICES:
+        for sp in service_ports(service, slices, "node1", ["192.168.10.10"]):
+            for n, items in nftables.elements(sp).items():
+                elems[n] |= items
+    return nftables.full_ruleset(elems)
+
+
+def test_ruleset_matches_golden(update_golden):
+    text = ruleset()
+    golden = GOLDEN / "node1.nft"
+    if update_golden:
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_policies_shape_the_frontends():
+    by_name = {sp.name: sp for service, slices in SERVICES
+               for sp in service_ports(service, slices, "node1", ["192.168.10.10"])}
+    web = by_name["default/web:http"]
+    (fe,) = web.frontends
+    assert web.frontends[fe] == [("10.244.0.2", 8080), ("10.244.1.2", 8080)]  # not-ready one left out
+    np = by_name["default/np"]
+    assert {f.ip for f in np.masquerade} == {"192.168.10.10"}  # Cluster policy: SNAT external traffic
+    lb = by_name["default/lb"]
+    assert {f.ip for f in lb.drop} == {"192.168.10.10", "203.0.113.10"}  # Local policy, no local endpoint
+    assert {f.ip for f in by_name["default/empty"].reject} == {"10.96.0.23"}
+    assert "default/headless" not in by_name and "default/ext" not in by_name
+
+
+def test_endpoints_share_the_random_slots_evenly():
+    (service, slices) = SERVICES[0]
+    sp = service_ports(service, slices, "node1", [])[0]
+    ranges = sorted(e.split(" . ")[3].split()[0] for e in nftables.elements(sp)["backends"])
+    assert ranges == ["0-32767", "32768-65535"]
+
+
+def test_delta_deletes_keys_only():
+    text = nftables.delta({"backends": set()}, {"backends": {'10.96.0.1 . tcp . 80 . 0-65535 comment "x" : 10.244.0.2 . 80'}})
+    assert text == "delete element ip testbed-proxy backends { 10.96.0.1 . tcp . 80 . 0-65535 }\n"
+
+
+@pytest.mark.root
+def test_golden_ruleset_loads_in_nft():
+    if not shutil.which("nft"):
+        pytest.skip("nft not installed")
+    proc = subprocess.run(["unshare", "--net", "nft", "-c", "-f", str(GOLDEN / "node1.nft")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
