@@ -26,7 +26,7 @@ from rich.table import Table  # noqa: E402
 from bench.common import deployments, flat_topology, mem_available_kib, timed  # noqa: E402
 from testbed.lab import Lab  # noqa: E402
 
-console = Console()
+console = Console(width=150)
 
 
 def reachable(lab: Lab, node: str, targets: list[tuple[str, int]], timeout: float = 10) -> int:

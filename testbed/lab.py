@@ -86,6 +86,7 @@ class Lab:
         self._lock = threading.RLock()
         self._proxy_dirty = True
         self._state_dirty = True
+        self._updates: list[tuple[str, str, dict]] = []  # pod statuses to report in one go
         self._stopping = False
         self._worker = threading.Thread(target=self._work, name=f"lab-{name}", daemon=True)
 
@@ -359,7 +360,7 @@ class Lab:
             ns, name, node = md.get("namespace", "default"), md["name"], spec["nodeName"]
             if not self._free_ips[node]:
                 holder.stop()
-                self.cluster.set_pod_status(ns, name, {"phase": "Pending", "reason": "NoIPAddress"})
+                self._updates.append((ns, name, {"phase": "Pending", "reason": "NoIPAddress"}))
                 continue
             ip = self._free_ips[node].pop(0)
             veth = host_veth_name(ns, name)
@@ -387,11 +388,11 @@ class Lab:
                 pod.echo = True
                 self.echo.add(pod.key, name, ns, ip, node, holder.ns.net_path,
                               [{"port": p, "protocol": proto} for p, proto in echo_ports])
-            self.cluster.set_pod_status(ns, name, {
+            self._updates.append((ns, name, {
                 "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
                 "hostIP": self.topology.hosts[node].ip, "startTime": _now(),
                 "conditions": _conditions(False),
-            })
+            }))
             self._state_dirty = True
         self._probe_pods()
 
@@ -411,16 +412,19 @@ class Lab:
                     pod.processes[i] = self._start_process(pod, argv, env)
                     if pod.ready:
                         pod.ready = False
-                        self.cluster.set_pod_status(pod.namespace, pod.name, {"conditions": _conditions(False)})
+                        self._updates.append((pod.namespace, pod.name, {"conditions": _conditions(False)}))
             if pod.ready:
                 continue
             if pod.echo or not pod.ports or all(self._listening(pod, p) for p in pod.ports):
                 pod.ready = True
-                self.cluster.set_pod_status(pod.namespace, pod.name, {
+                self._updates.append((pod.namespace, pod.name, {
                     "conditions": _conditions(True),
                     "containerStatuses": [{"name": "c", "ready": True, "restartCount": pod.restarts,
                                            "state": {"running": {"startedAt": _now()}}}],
-                })
+                }))
+        if self._updates:
+            updates, self._updates = self._updates, []
+            self.cluster.set_pod_statuses(updates)
 
     def _listening(self, pod: PodRuntime, port: tuple[int, str]) -> bool:
         number, proto = port

@@ -92,9 +92,9 @@ class Cluster:
     def apply(self, objs: list[dict], source: str) -> list[str]:
         snap = self.store.snapshot()
         try:
-            checked = [self._admit(copy.deepcopy(o), source) for o in objs]
             lines = []
-            for obj in checked:
+            for o in objs:  # stored one by one so later objects see earlier allocations
+                obj = self._admit(copy.deepcopy(o), source)
                 verb = self.store.put(obj)
                 lines.append(f"{_resource(obj)}/{obj['metadata']['name']} {verb}")
             self._run_controllers()
@@ -123,12 +123,17 @@ class Cluster:
         return lines
 
     def set_pod_status(self, namespace: str, name: str, status: dict) -> None:
-        pod = self.store.get("Pod", namespace, name)
-        if pod is None:
-            return
-        pod = copy.deepcopy(pod)
-        pod.setdefault("status", {}).update(status)
-        self.store.put(pod)
+        self.set_pod_statuses([(namespace, name, status)])
+
+    def set_pod_statuses(self, updates: list[tuple[str, str, dict]]) -> None:
+        """Merge many status updates, then run the controllers once (what node agents report)."""
+        for namespace, name, status in updates:
+            pod = self.store.get("Pod", namespace, name)
+            if pod is None:
+                continue
+            pod = copy.deepcopy(pod)
+            pod.setdefault("status", {}).update(status)
+            self.store.put(pod)
         self._settle()
 
     def set_service_status(self, namespace: str, name: str, status: dict) -> None:

@@ -252,3 +252,13 @@ def test_seed_examples_apply_as_written(cluster):
         apply(cluster, text[i:text.index(end, i)], "seed.yaml")
     assert cluster.get("Service", "redis-standalone", "redis-test-clusterip")
     assert cluster.get("Service", "sysadmin", "my-external-service")["spec"]["type"] == "ExternalName"
+
+
+def test_services_in_one_file_get_distinct_cluster_ips_and_ports(cluster):
+    docs = "---\n".join(
+        f"apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec: {{type: NodePort, ports: [{{port: 80}}]}}\n"
+        for i in range(5))
+    apply(cluster, docs)
+    svcs = [cluster.get("Service", "default", f"s{i}") for i in range(5)]
+    assert len({s["spec"]["clusterIP"] for s in svcs}) == 5
+    assert len({s["spec"]["ports"][0]["nodePort"] for s in svcs}) == 5
