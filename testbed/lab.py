@@ -272,7 +272,7 @@ class Lab:
         self.underlay.build()
         self._write_state()
         c = self.topology.cluster
-        self.backend = podnet.create(c.network, self.topology, self.ns)
+        self.backend = podnet.create(c.network, self.topology, self.ns, self.run_dir)
         self.backend.start()
         self.cluster = Cluster(c)
         self.cluster.watch(lambda ev, obj: self._events.append((ev, obj)))
@@ -283,7 +283,7 @@ class Lab:
             labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux",
                       "topology.kubernetes.io/zone": node.rack or "", **node.labels}
             annotations = {"testbed.io/network": self.backend.describe(),
-                           "testbed.io/nat-outgoing": str(bool(c.nat_outgoing)).lower()}
+                           "testbed.io/nat-outgoing": str(c.masquerade_outgoing).lower()}
             self.cluster.add_node(node.name, node.ip, node.pod_cidr, labels, annotations)
         self.echo = EchoServer()
         self.echo.start()

@@ -9,6 +9,7 @@ reachable (and, for BGP, routers too).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Callable, ClassVar
 
 from testbed.netns import Namespace
@@ -28,19 +29,20 @@ def backend_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, topology: Topology, ns_of: NamespaceOf) -> "Backend":
+def create(name: str, topology: Topology, ns_of: NamespaceOf, run_dir: Path | None = None) -> "Backend":
     from testbed import podnet  # noqa: F401  (imports register every backend)
 
-    return _REGISTRY[name](topology, ns_of)
+    return _REGISTRY[name](topology, ns_of, run_dir)
 
 
 class Backend(ABC):
     name: ClassVar[str]
     encapsulation_overhead: ClassVar[int] = 0
 
-    def __init__(self, topology: Topology, ns_of: NamespaceOf):
+    def __init__(self, topology: Topology, ns_of: NamespaceOf, run_dir: Path | None = None):
         self.topology = topology
         self.ns_of = ns_of
+        self.run_dir = run_dir or Path("/run/testbed/_backend")  # where daemons keep configs and sockets
 
     def pod_mtu(self, node: Host) -> int:
         return node.iface.mtu - self.encapsulation_overhead

@@ -39,7 +39,7 @@ class Routed(Backend):
                 ipr.route("replace", dst=dst, gateway=via)
 
     def setup_node(self, node: Host) -> None:
-        if self.topology.cluster.nat_outgoing:
+        if self.topology.cluster.masquerade_outgoing:
             from testbed.podnet.natout import enable_nat_outgoing
 
             enable_nat_outgoing(self.topology, node, self.ns_of(node.name))

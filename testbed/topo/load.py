@@ -70,8 +70,6 @@ def parse_topology(data: object, source: str, default_name: str = "") -> Topolog
     if errors:
         raise InvalidError("Topology", str(name), errors, source)
     _plan_routes(segments, hosts)
-    if cluster.nat_outgoing is None:
-        cluster.nat_outgoing = not (cluster.network == "bgp" and cluster.bgp.mode == "tor")
     return Topology(name=name, source=source, cluster=cluster, segments=segments, hosts=hosts)
 
 
@@ -100,7 +98,6 @@ def _int(value: object, path: str, lo: int, hi: int, errors: list[FieldError]) -
 
 def _cluster(raw: object, errors: list[FieldError]) -> ClusterSettings:
     c = ClusterSettings()
-    c.nat_outgoing = None  # resolved once the network is known
     if not isinstance(raw, dict):
         errors.append(invalid("cluster", raw, "must be a mapping"))
         return c

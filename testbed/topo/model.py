@@ -42,10 +42,16 @@ class ClusterSettings:
     node_port_range: tuple[int, int] = (30000, 32767)
     network: str = "routed"
     proxy_mode: str = "nftables"
-    nat_outgoing: bool = True
+    nat_outgoing: bool | None = None  # None: on, except where pod blocks are announced to routers (bgp tor)
     vxlan: VxlanSettings = field(default_factory=VxlanSettings)
     ipip: IpipSettings = field(default_factory=IpipSettings)
     bgp: BgpSettings = field(default_factory=BgpSettings)
+
+    @property
+    def masquerade_outgoing(self) -> bool:
+        if self.nat_outgoing is not None:
+            return self.nat_outgoing
+        return not (self.network == "bgp" and self.bgp.mode == "tor")
 
 
 @dataclass

@@ -42,7 +42,7 @@ def test_two_racks_routes_between_racks():
     tor1 = topo.hosts["tor1"]
     assert {(r.dst, r.via) for r in tor1.routes} == {("10.10.2.0/24", "10.10.0.12"), ("198.51.100.0/24", "10.10.0.1")}
     assert topo.hosts["node3"].gateway == "10.10.2.1"
-    assert topo.cluster.nat_outgoing is False  # pod blocks are announced to the routers
+    assert topo.cluster.masquerade_outgoing is False  # pod blocks are announced to the routers
 
 
 def test_pod_blocks_are_distinct_and_inside_the_pod_cidr():
