@@ -7,6 +7,7 @@ on different racks reach each other too.
 """
 from __future__ import annotations
 
+from testbed.podnet import steps
 from testbed.podnet.base import Backend, register
 from testbed.topo.load import next_hop
 from testbed.topo.model import Host
@@ -16,11 +17,11 @@ from testbed.topo.model import Host
 class Routed(Backend):
     name = "routed"
 
-    def plan_remote(self, node: Host, remote: Host) -> tuple[str, str] | None:
-        """(pod block, next hop) on ``node`` for ``remote``'s pods; None to leave it to the gateway."""
+    def plan_remote(self, node: Host, remote: Host) -> list[steps.Step]:
+        """A route to ``remote``'s pods on its own subnet; other subnets go by the gateway."""
         if remote.iface.subnet == node.iface.subnet:
-            return remote.pod_cidr, remote.ip
-        return None
+            return [steps.Step("route", node.iface.name, remote.pod_cidr, via=remote.ip)]
+        return []
 
     def plan_router(self, router: Host) -> list[tuple[str, str]]:
         routes = []
@@ -45,11 +46,7 @@ class Routed(Backend):
             enable_nat_outgoing(self.topology, node, self.ns_of(node.name))
 
     def add_remote(self, node: Host, remote: Host) -> None:
-        plan = self.plan_remote(node, remote)
-        if plan:
-            self.ns_of(node.name).ipr().route("replace", dst=plan[0], gateway=plan[1])
+        steps.apply(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
 
     def remove_remote(self, node: Host, remote: Host) -> None:
-        plan = self.plan_remote(node, remote)
-        if plan:
-            self.ns_of(node.name).ipr().route("del", dst=plan[0], gateway=plan[1])
+        steps.undo(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
