@@ -161,7 +161,7 @@ class Lab:
     def delete_text(self, text: str, source: str = "-") -> list[str]:
         from testbed.model.manifests import load_manifests
 
-        objs = load_manifests(text, source)
+        objs = load_manifests(text, source, for_delete=True)
         return self._call(lambda: self.cluster.delete(objs, source))
 
     def delete_file(self, path: str | Path) -> list[str]:

@@ -8,12 +8,13 @@ import copy
 
 import yaml
 
-from testbed.errors import BadInput, InvalidError
+from testbed.errors import BadInput, InvalidError, required
 from testbed.model.kinds import KINDS
 from testbed.model.validation import default, validate
 
 
-def load_manifests(text: str, source: str) -> list[dict]:
+def load_manifests(text: str, source: str, for_delete: bool = False) -> list[dict]:
+    """``for_delete``: only kind, apiVersion and name matter (kubectl delete -f)."""
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as e:
@@ -31,7 +32,7 @@ def load_manifests(text: str, source: str) -> list[dict]:
             objs.append(doc)
     result, seen = [], {}
     for i, obj in enumerate(objs):
-        obj = check_object(obj, source)
+        obj = check_object(obj, source, for_delete)
         md = obj["metadata"]
         key = (obj["kind"], md.get("namespace"), md.get("name"))
         if key in seen:
@@ -42,7 +43,7 @@ def load_manifests(text: str, source: str) -> list[dict]:
     return result
 
 
-def check_object(obj: object, source: str) -> dict:
+def check_object(obj: object, source: str, for_delete: bool = False) -> dict:
     """Default and validate one object; raise the API server's error if it is bad."""
     if not isinstance(obj, dict):
         raise BadInput(f"error validating data: expected an object, got {type(obj).__name__}", source)
@@ -57,6 +58,10 @@ def check_object(obj: object, source: str) -> dict:
         raise BadInput(f'resource mapping not found for name: "{name}" namespace: "{ns}" from "{source}": '
                        f'no matches for kind "{kind}" in version "{version}"', source)
     obj = default(copy.deepcopy(obj), k.namespaced)
+    if for_delete:
+        if not obj["metadata"].get("name"):
+            raise InvalidError(kind, "", [required("metadata.name")], source)
+        return obj
     errors = validate(obj)
     if errors:
         raise InvalidError(kind, str(obj["metadata"].get("name", "")), errors, source)

@@ -11,6 +11,7 @@ from collections import Counter
 
 from testbed.netns import Namespace
 from testbed.proxy import nftables
+from testbed.proxy.health import HealthServer
 from testbed.proxy.model import service_ports
 from testbed.topo.model import ClusterSettings, Host
 
@@ -31,6 +32,7 @@ class ProxyAgent:
         self._count: dict[str, Counter] = {name: Counter() for name in nftables.SETS}
         self._loaded = False
         self.syncs = 0
+        self.health: dict[int, HealthServer] = {}  # healthCheckNodePort -> its server
 
     def sync(self, services: list[dict], slices: list[dict]) -> None:
         by_service: dict[tuple[str, str], list[dict]] = {}
@@ -54,7 +56,13 @@ class ProxyAgent:
             for sp in service_ports(svc, mine, self.node.name, self.own_ips):
                 for n, items in nftables.elements(sp).items():
                     new[n] |= items
+                if sp.health_port:
+                    self._health(sp.health_port, key, sp.local_endpoints)
             self._replace(key, new, added, removed)
+        wanted_ports = {s["spec"].get("healthCheckNodePort") for s in services
+                        if s["spec"].get("externalTrafficPolicy") == "Local"}
+        for port in [p for p in self.health if p not in wanted_ports]:
+            self.health.pop(port).stop()
         for key in [k for k in self._elems if k not in current]:
             self._seen.pop(key, None)
             self._replace(key, {n: set() for n in nftables.SETS}, added, removed)
@@ -91,6 +99,11 @@ class ProxyAgent:
         else:
             self._elems.pop(key, None)
 
+    def _health(self, port: int, key: tuple[str, str], local: int) -> None:
+        if port not in self.health:
+            self.health[port] = HealthServer(self.ns, port, *key)
+        self.health[port].set_local(local)
+
     def _flush_udp(self, removed: dict[str, set[str]]) -> None:
         """UDP has no connection end: forget conntrack entries of changed UDP frontends,
         so clients of a gone endpoint move on at their next datagram."""
@@ -107,6 +120,9 @@ class ProxyAgent:
                         check=False, mount=False)
 
     def stop(self) -> None:
+        for server in self.health.values():
+            server.stop()
+        self.health.clear()
         if self._loaded:
             self.ns.run(["nft", "delete", "table", "ip", nftables.TABLE], check=False, mount=False)
             self._loaded = False

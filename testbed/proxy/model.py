@@ -26,6 +26,9 @@ class ServicePort:
     masquerade: set[Frontend] = field(default_factory=set)  # externalTrafficPolicy Cluster
     drop: set[Frontend] = field(default_factory=set)  # Local policy and no local endpoint
     reject: set[Frontend] = field(default_factory=set)  # no endpoint at all
+    affinity: bool = False  # sessionAffinity ClientIP: a client keeps its endpoint
+    health_port: int | None = None  # healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local)
+    local_endpoints: int = 0
 
 
 def endpoints_by_port(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -57,7 +60,10 @@ def service_ports(svc: dict, slices: list[dict], node: str, node_ips: list[str])
         eps = [e for e in by_port.get((p.get("name") or "", p.get("protocol", "TCP")), []) if e["ready"] and e["port"]]
         local = [e for e in eps if e["node"] == node]
         sp = ServicePort(f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
-                         + (f":{p['name']}" if p.get("name") else ""))
+                         + (f":{p['name']}" if p.get("name") else ""),
+                         affinity=spec.get("sessionAffinity") == "ClientIP",
+                         health_port=spec.get("healthCheckNodePort") if etp_local else None,
+                         local_endpoints=len(local))
         _add(sp, Frontend(spec["clusterIP"], proto, p["port"], False), local if itp_local else eps, eps, False)
         external = []
         if spec.get("type") in ("NodePort", "LoadBalancer") and p.get("nodePort"):

@@ -16,7 +16,7 @@ MASQ_MARK = "0x4000"
 SLOTS = 65536
 FRONTEND = "ip daddr . meta l4proto . th dport"
 
-SETS = ("backends", "no_endpoints", "drop_local", "masq_frontends", "hairpin")
+SETS = ("backends", "no_endpoints", "drop_local", "masq_frontends", "hairpin", "affinity")
 
 SKELETON = f"""\
 table ip {TABLE} {{
@@ -37,6 +37,10 @@ table ip {TABLE} {{
 \tset masq_frontends {{
 \t\ttypeof {FRONTEND}
 \t}}
+\t# sessionAffinity ClientIP: the slot comes from a hash of the client address, not chance
+\tset affinity {{
+\t\ttypeof {FRONTEND}
+\t}}
 \t# endpoint . endpoint: a pod reaching itself through its Service (hairpin)
 \tset hairpin {{
 \t\ttypeof ip saddr . ip daddr
@@ -44,6 +48,7 @@ table ip {TABLE} {{
 
 \tchain services {{
 \t\t{FRONTEND} @masq_frontends meta mark set meta mark | {MASQ_MARK}
+\t\t{FRONTEND} @affinity meta l4proto {{ tcp, udp, sctp }} dnat ip to {FRONTEND} . jhash ip saddr mod {SLOTS} map @backends
 \t\tmeta l4proto {{ tcp, udp, sctp }} dnat ip to {FRONTEND} . numgen random mod {SLOTS} map @backends
 \t}}
 \tchain nat_prerouting {{
@@ -90,6 +95,8 @@ def elements(sp: ServicePort) -> dict[str, set[str]]:
             lo, hi = i * SLOTS // n, (i + 1) * SLOTS // n - 1
             out["backends"].add(f"{key} . {lo}-{hi} {note} : {ip} . {port}")
             out["hairpin"].add(f"{ip} . {ip}")
+        if sp.affinity:
+            out["affinity"].add(f"{key} {note}")
     for name, frontends in (("no_endpoints", sp.reject), ("drop_local", sp.drop), ("masq_frontends", sp.masquerade)):
         for fe in frontends:
             out[name].add(f"{fe.ip} . {fe.proto} . {fe.port} {note}")

@@ -261,3 +261,110 @@ def test_readable_rules_on_the_node(lab):
     table = lab.exec("node/node1", ["nft", "list", "table", "ip", "testbed-proxy"]).stdout
     assert 'comment "default/web:http"' in table
     assert "numgen random mod 65536 map @backends" in table
+
+
+def test_session_affinity_client_ip_keeps_the_endpoint(lab):
+    lab.apply_text("""
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}
+  ports: [{port: 80, targetPort: 8000}]
+""", "sticky.yaml")
+    time.sleep(0.3)
+    r = lab.exec("pod/client", ["python3", "-c", COUNT, f"http://{svc_ip(lab, 'sticky')}/", "30"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 1  # every request of this client went to one pod
+
+
+def test_health_check_node_port_answers_per_node(lab):
+    lab.apply_text("""
+apiVersion: v1
+kind: Service
+metadata: {name: lb-local}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8000}]
+""", "lb-local.yaml")
+    port = lab.get("svc", "lb-local")["spec"]["healthCheckNodePort"]
+    pods = lab.get("pods")
+    with_local = {p["spec"]["nodeName"] for p in pods if p["metadata"].get("labels", {}).get("app") == "web"
+                  and _ready(p)}
+    time.sleep(0.3)
+    for node in ("node1", "node2", "node3"):
+        r = lab.exec("host/client", ["curl", "-s", "-m", "2", "-w", "\n%{http_code}",
+                                     f"http://{lab.host_ip(node)}:{port}/healthz"])
+        body, code = r.stdout.rsplit("\n", 1)
+        count = json.loads(body)["localEndpoints"]
+        if node in with_local:
+            assert code == "200" and count >= 1
+        else:
+            assert code == "503" and count == 0
+
+
+def test_pods_get_service_environment_variables(lab):
+    lab.apply_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: env-reader}
+spec:
+  nodeName: node2
+  containers: [{name: c, command: [sh, -c, "env > /tmp/env-reader.txt; sleep infinity"]}]
+""", "env.yaml")
+    deadline = time.monotonic() + 10
+    while not Path("/tmp/env-reader.txt").exists() or "WEB_SERVICE_HOST" not in Path("/tmp/env-reader.txt").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    env = dict(line.split("=", 1) for line in Path("/tmp/env-reader.txt").read_text().splitlines() if "=" in line)
+    Path("/tmp/env-reader.txt").unlink()
+    ip = svc_ip(lab, "web")
+    assert env["WEB_SERVICE_HOST"] == ip
+    assert env["WEB_SERVICE_PORT"] == "80"
+    assert env["WEB_SERVICE_PORT_HTTP"] == "80"
+    assert env["WEB_PORT_53_UDP"] == f"udp://{ip}:53"
+
+
+def test_udp_clients_move_on_when_their_endpoint_goes(lab):
+    """Stale conntrack entries are flushed, so the next datagram reaches a live endpoint."""
+    lab.apply_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: udp-a, labels: {app: udp}}
+spec: {nodeName: node1, containers: [{name: c, ports: [{containerPort: 5353, protocol: UDP}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp}
+spec: {selector: {app: udp}, ports: [{port: 53, targetPort: 5353, protocol: UDP}]}
+""", "udp.yaml")
+    deadline = time.monotonic() + 10
+    while not _ready(lab.get("pod", "udp-a")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ask = ("import json,socket,sys,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 40000));"
+           "s.settimeout(1); out=[]\n"
+           "for i in range(int(sys.argv[2])):\n"
+           "    s.sendto(b'x', (sys.argv[1], 53))\n"
+           "    try: out.append(json.loads(s.recv(4096))['pod'])\n"
+           "    except OSError: out.append(None)\n"
+           "print(json.dumps(out))")
+    ip = svc_ip(lab, "udp")
+    first = json.loads(lab.exec("pod/client", ["python3", "-c", ask, ip, "1"]).stdout)
+    assert first == ["udp-a"]
+    lab.apply_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: udp-b, labels: {app: udp}}
+spec: {nodeName: node2, containers: [{name: c, ports: [{containerPort: 5353, protocol: UDP}]}]}
+""", "udp-b.yaml")
+    while not _ready(lab.get("pod", "udp-b")):
+        time.sleep(0.05)
+    lab.delete_text("apiVersion: v1\nkind: Pod\nmetadata: {name: udp-a}\n", "del.yaml")
+    time.sleep(0.3)
+    after = json.loads(lab.exec("pod/client", ["python3", "-c", ask, ip, "2"]).stdout)
+    assert after[-1] == "udp-b", after

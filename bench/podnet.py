@@ -1,0 +1,127 @@
+"""Pod-to-pod throughput and latency per backend, beside two namespaces on one veth.
+
+    sudo .venv/bin/python bench/podnet.py [--seconds 3] [--backends routed,vxlan,ipip,bgp]
+
+Pods sit on two nodes of one segment; iperf3 runs pod to pod. The baseline is two bare
+namespaces joined by one veth pair (the limit on this machine). Also: seconds from the
+start of BIRD until every one of 10 nodes has every other node's pod route.
+Bars (DESIGN.md section 4): routed/bgp >= 0.85, vxlan >= 0.8, kernel ipip >= 0.8.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from bench.common import flat_topology  # noqa: E402
+from testbed.lab import Lab  # noqa: E402
+from testbed.runtime.hosts import LabHost  # noqa: E402
+
+console = Console(width=150)
+BARS = {"routed": 0.85, "bgp": 0.85, "vxlan": 0.8, "ipip": 0.8}
+
+
+def iperf(server_ns, client_ns, server_ip: str, seconds: int) -> float:
+    srv = subprocess.Popen(server_ns.argv(["iperf3", "-s", "-1", "-p", "5201"]), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = client_ns.run(["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J"], check=False,
+                              timeout=seconds + 30)
+            if r.returncode == 0:
+                return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+            time.sleep(0.1)
+        raise RuntimeError(f"iperf3 failed: {r.stdout[-300:]} {r.stderr}")
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def rtt(ns, ip: str) -> float:
+    out = ns.run(["ping", "-c", "20", "-i", "0.05", "-q", ip], check=False).stdout
+    m = re.search(r"= [\d.]+/([\d.]+)/", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+def baseline(seconds: int) -> tuple[float, float]:
+    a, b = LabHost("veth-a"), LabHost("veth-b")
+    try:
+        ipr = a.ns.ipr()
+        ipr.link("add", ifname="eth0", kind="veth", peer={"ifname": "eth0", "net_ns_fd": b.ns.net_path})
+        for h, ip in ((a, "10.99.0.1"), (b, "10.99.0.2")):
+            r = h.ns.ipr()
+            idx = r.link_lookup(ifname="eth0")[0]
+            r.link("set", index=1, state="up")
+            r.link("set", index=idx, state="up")
+            r.addr("add", index=idx, address=ip, prefixlen=24)
+        return iperf(b.ns, a.ns, "10.99.0.2", seconds), rtt(a.ns, "10.99.0.2")
+    finally:
+        a.stop()
+        b.stop()
+
+
+PODS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: a}
+spec: {nodeName: node1, containers: [{name: c, command: [sleep, infinity]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b}
+spec: {nodeName: node2, containers: [{name: c, command: [sleep, infinity]}]}
+"""
+
+
+def backend(network: str, seconds: int) -> tuple[float, float, str]:
+    with Lab.start(flat_topology(2, network=network, name=f"bench-{network}")) as lab:
+        lab.apply_text(PODS, "<bench>")
+        lab.wait_pods_ready(30)
+        b_ip = lab.get("pod", "b")["status"]["podIP"]
+        return (iperf(lab.pod_ns("default", "b"), lab.pod_ns("default", "a"), b_ip, seconds),
+                rtt(lab.pod_ns("default", "a"), b_ip), lab.backend.describe())
+
+
+def bgp_convergence(nodes: int = 10) -> float:
+    with Lab.start(flat_topology(nodes, network="bgp", name="bench-bgp10")) as lab:
+        return lab.backend.converged_after
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--backends", default="routed,vxlan,ipip,bgp")
+    args = ap.parse_args()
+    with console.status("baseline: two namespaces on one veth ..."):
+        base_gbps, base_rtt = baseline(args.seconds)
+    table = Table(title="pod to pod across two nodes (iperf3, one run)")
+    for col in ("backend", "Gbit/s", "ratio to veth", "bar", "ping ms", "datapath"):
+        table.add_column(col, justify="right")
+    table.add_row("veth (limit)", f"{base_gbps:.2f}", "1.00", "", f"{base_rtt:.3f}", "two namespaces, one veth")
+    for network in args.backends.split(","):
+        with console.status(f"{network} ..."):
+            gbps, ms, how = backend(network, args.seconds)
+        bar = BARS.get(network)
+        if network == "ipip" and "userspace" in how:
+            bar = None  # the bar is for the kernel path
+        ratio = gbps / base_gbps
+        verdict = "" if bar is None else (f">= {bar} ok" if ratio >= bar else f">= {bar} MISSED")
+        table.add_row(network, f"{gbps:.2f}", f"{ratio:.2f}", verdict, f"{ms:.3f}", how)
+    console.print(table)
+    with console.status("BGP convergence, 10 nodes ..."):
+        secs = bgp_convergence()
+    console.print(f"BGP: every node has every pod route {secs:.2f} s after BIRD started (10 nodes, bar <= 3 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
