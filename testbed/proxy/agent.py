@@ -10,7 +10,7 @@ import shutil
 from collections import Counter
 
 from testbed.netns import Namespace
-from testbed.proxy import nftables
+from testbed.proxy import iptables, nftables
 from testbed.proxy.health import HealthServer
 from testbed.proxy.model import service_ports
 from testbed.topo.model import ClusterSettings, Host
@@ -20,10 +20,7 @@ SERVICE_LABEL = "kubernetes.io/service-name"
 
 class ProxyAgent:
     def __init__(self, node: Host, ns: Namespace, mode: str, settings: ClusterSettings, node_ips: list[str]):
-        if mode != "nftables":
-            from testbed.errors import MachineError
-
-            raise MachineError(f'proxy mode "{mode}" is not built yet: use --proxy nftables')
+        self.mode = mode
         self.node = node
         self.ns = ns
         self.own_ips = [i.address for i in node.interfaces]
@@ -33,6 +30,8 @@ class ProxyAgent:
         self._loaded = False
         self.syncs = 0
         self.health: dict[int, HealthServer] = {}  # healthCheckNodePort -> its server
+        self._ports: dict[tuple[str, str], list] = {}  # service -> its ServicePorts (iptables mode)
+        self._affinity: dict[tuple[str, str], int] = {}
 
     def sync(self, services: list[dict], slices: list[dict]) -> None:
         by_service: dict[tuple[str, str], list[dict]] = {}
@@ -53,7 +52,10 @@ class ProxyAgent:
                 continue  # unchanged Services cost nothing
             self._seen[key] = version
             new = {n: set() for n in nftables.SETS}
-            for sp in service_ports(svc, mine, self.node.name, self.own_ips):
+            self._ports[key] = service_ports(svc, mine, self.node.name, self.own_ips)
+            self._affinity[key] = (svc["spec"].get("sessionAffinityConfig") or {}).get("clientIP", {}).get(
+                "timeoutSeconds", 10800)
+            for sp in self._ports[key]:
                 for n, items in nftables.elements(sp).items():
                     new[n] |= items
                 if sp.health_port:
@@ -63,13 +65,23 @@ class ProxyAgent:
                         if s["spec"].get("externalTrafficPolicy") == "Local"}
         for port in [p for p in self.health if p not in wanted_ports]:
             self.health.pop(port).stop()
+        for key in [k for k in self._ports if k not in current]:
+            self._ports.pop(key)
         for key in [k for k in self._elems if k not in current]:
             self._seen.pop(key, None)
             self._replace(key, {n: set() for n in nftables.SETS}, added, removed)
-        if not self._loaded:
+        changed = any(added.values()) or any(removed.values())
+        if self.mode == "iptables":
+            if self._loaded and not changed:
+                return
+            ports = [sp for key in sorted(self._ports) for sp in self._ports[key]]
+            seconds = {sp.name: self._affinity[key] for key in self._ports for sp in self._ports[key]}
+            self.ns.run(["iptables-restore"], input=iptables.ruleset(ports, seconds), mount=False)
+            self._loaded = True
+        elif not self._loaded:
             self.ns.nft(nftables.full_ruleset({n: set(c) for n, c in self._count.items()}))
             self._loaded = True
-        elif any(added.values()) or any(removed.values()):
+        elif changed:
             self.ns.nft(nftables.delta(added, removed))
         else:
             return
@@ -123,6 +135,8 @@ class ProxyAgent:
         for server in self.health.values():
             server.stop()
         self.health.clear()
-        if self._loaded:
+        if self._loaded and self.mode == "iptables":
+            self.ns.run(["iptables-restore"], input="*nat\nCOMMIT\n*filter\nCOMMIT\n", check=False, mount=False)
+        elif self._loaded:
             self.ns.run(["nft", "delete", "table", "ip", nftables.TABLE], check=False, mount=False)
-            self._loaded = False
+        self._loaded = False

@@ -93,9 +93,9 @@ print(json.dumps(seen))
 """
 
 
-@pytest.fixture(scope="module")
-def lab():
-    with Lab.start(ROOT / "topologies" / "flat.yaml", name="proxytest") as lab:
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def lab(request):
+    with Lab.start(ROOT / "topologies" / "flat.yaml", name=f"proxy-{request.param}", proxy=request.param) as lab:
         lab.apply_text(MANIFESTS, "proxy.yaml")
         deadline = time.monotonic() + 20
         while len([p for p in lab.get("pods") if _ready(p)]) < 4:
@@ -197,9 +197,15 @@ spec: {selector: {app: loner}, ports: [{port: 80, targetPort: 8000}]}
     assert json.loads(r.stdout)["pod"] == "loner"
 
 
+def rules(lab, node="node1") -> str:
+    if lab.topology.cluster.proxy_mode == "iptables":
+        return lab.exec(f"node/{node}", ["iptables-save"]).stdout
+    return lab.exec(f"node/{node}", ["nft", "list", "table", "ip", "testbed-proxy"]).stdout
+
+
 def test_headless_service_gets_no_nat(lab):
     assert lab.get("svc", "web-headless")["spec"]["clusterIP"] == "None"
-    table = lab.exec("node/node1", ["nft", "list", "table", "ip", "testbed-proxy"]).stdout
+    table = rules(lab)
     assert "web-headless" not in table and "default/web:http" in table
 
 
@@ -258,9 +264,13 @@ status:
 
 
 def test_readable_rules_on_the_node(lab):
-    table = lab.exec("node/node1", ["nft", "list", "table", "ip", "testbed-proxy"]).stdout
-    assert 'comment "default/web:http"' in table
-    assert "numgen random mod 65536 map @backends" in table
+    table = rules(lab)
+    if lab.topology.cluster.proxy_mode == "iptables":
+        assert "-A KUBE-SERVICES -d " in table and "--mode random --probability" in table
+        assert '"default/web:http"' in table
+    else:
+        assert 'comment "default/web:http"' in table
+        assert "numgen random mod 65536 map @backends" in table
 
 
 def test_session_affinity_client_ip_keeps_the_endpoint(lab):

@@ -95,3 +95,24 @@ def test_golden_ruleset_loads_in_nft():
     proc = subprocess.run(["unshare", "--net", "nft", "-c", "-f", str(GOLDEN / "node1.nft")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_iptables_ruleset_matches_golden(update_golden):
+    from testbed.proxy import iptables
+
+    ports = [sp for service, slices in SERVICES for sp in service_ports(service, slices, "node1", ["192.168.10.10"])]
+    text = iptables.ruleset(ports)
+    golden = GOLDEN / "node1.iptables"
+    if update_golden:
+        golden.write_text(text)
+    assert text == golden.read_text()
+    assert "--mode random --probability 0.50000000000" in text  # two ready endpoints of web:http
+
+
+@pytest.mark.root
+def test_golden_iptables_loads():
+    if not shutil.which("iptables-restore"):
+        pytest.skip("iptables not installed")
+    proc = subprocess.run(["unshare", "--net", "iptables-restore", "--test", str(GOLDEN / "node1.iptables")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
