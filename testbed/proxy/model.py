@@ -29,6 +29,7 @@ class ServicePort:
     affinity: bool = False  # sessionAffinity ClientIP: a client keeps its endpoint
     health_port: int | None = None  # healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local)
     local_endpoints: int = 0
+    local_ips: set[str] = field(default_factory=set)  # endpoints on this node: only they can hairpin
 
 
 def endpoints_by_port(slices: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -63,7 +64,7 @@ def service_ports(svc: dict, slices: list[dict], node: str, node_ips: list[str])
                          + (f":{p['name']}" if p.get("name") else ""),
                          affinity=spec.get("sessionAffinity") == "ClientIP",
                          health_port=spec.get("healthCheckNodePort") if etp_local else None,
-                         local_endpoints=len(local))
+                         local_endpoints=len(local), local_ips={e["ip"] for e in local})
         _add(sp, Frontend(spec["clusterIP"], proto, p["port"], False), local if itp_local else eps, eps, False)
         external = []
         if spec.get("type") in ("NodePort", "LoadBalancer") and p.get("nodePort"):

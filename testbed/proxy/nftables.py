@@ -93,8 +93,11 @@ def elements(sp: ServicePort) -> dict[str, set[str]]:
         n = len(eps)
         for i, (ip, port) in enumerate(eps):
             lo, hi = i * SLOTS // n, (i + 1) * SLOTS // n - 1
-            out["backends"].add(f"{key} . {lo}-{hi} {note} : {ip} . {port}")
-            out["hairpin"].add(f"{ip} . {ip}")
+            # one comment per frontend keeps `nft list` readable; one per element would
+            # double the time nft needs to load 10,000 Services
+            out["backends"].add(f"{key} . {lo}-{hi} {note if i == 0 else ''}: {ip} . {port}".replace("  ", " "))
+            if ip in sp.local_ips:
+                out["hairpin"].add(f"{ip} . {ip}")
         if sp.affinity:
             out["affinity"].add(f"{key} {note}")
     for name, frontends in (("no_endpoints", sp.reject), ("drop_local", sp.drop), ("masq_frontends", sp.masquerade)):
@@ -122,7 +125,9 @@ def _element_lines(verb: str, elems: dict[str, set[str]]) -> list[str]:
         if verb == "delete":
             # deleting takes the key alone: no comment, no mapped value
             items = sorted({i.split(" comment ")[0].split(" : ")[0] for i in items})
-        for start in range(0, len(items), 1000):
-            chunk = items[start:start + 1000]
+        # nft 1.0.6 wrongly reports "File exists" for long element lists into an existing
+        # interval map; statements of 100 elements in the same transaction are fine
+        for start in range(0, len(items), 100):
+            chunk = items[start:start + 100]
             lines.append(f"{verb} element ip {TABLE} {name} {{ " + ", ".join(chunk) + " }")
     return lines
