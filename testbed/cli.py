@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,12 +22,14 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command_after_dashes: bool = False) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="testbed", description="An emulated Kubernetes network in namespaces.")
     ap.add_argument("--lab", help="the lab to talk to (may be left out while one lab runs)")
     sub = ap.add_subparsers(dest="command", required=True)
+    lab_opt = argparse.ArgumentParser(add_help=False)
+    lab_opt.add_argument("--lab", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    p = sub.add_parser("run", help="build, apply, check, report, tear down")
+    p = sub.add_parser("run", parents=[lab_opt], help="build, apply, check, report, tear down")
     p.add_argument("scenario")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--junit", metavar="FILE")
@@ -32,28 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="lab name (default: the scenario's name)")
     _overrides(p)
 
-    p = sub.add_parser("up", help="build a lab and leave it running")
+    p = sub.add_parser("up", parents=[lab_opt], help="build a lab and leave it running")
     p.add_argument("source", metavar="TOPOLOGY_OR_SCENARIO")
     p.add_argument("--name", help="lab name (default: the topology's or scenario's name)")
     _overrides(p)
 
     for verb in ("apply", "delete"):
-        p = sub.add_parser(verb, help=f"{verb} manifests in a running lab")
+        p = sub.add_parser(verb, parents=[lab_opt], help=f"{verb} manifests in a running lab")
         p.add_argument("-f", "--filename", action="append", required=True, help="a file, or - for standard input")
 
-    p = sub.add_parser("get", help="list objects like kubectl")
+    p = sub.add_parser("get", parents=[lab_opt], help="list objects like kubectl")
     p.add_argument("kind")
     p.add_argument("name", nargs="?")
     p.add_argument("-n", "--namespace", default="default")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"], default="")
 
-    p = sub.add_parser("exec", help="run a command in node/N, pod/N or host/N")
+    p = sub.add_parser("exec", parents=[lab_opt], help="run a command in node/N, pod/N or host/N")
     p.add_argument("target")
     p.add_argument("-n", "--namespace", default="default")
-    p.add_argument("argv", nargs=argparse.REMAINDER)
+    if not command_after_dashes:  # `exec T CMD...` without `--`: everything after the target
+        p.add_argument("argv", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("down", help="stop a lab and remove everything it made")
+    p = sub.add_parser("down", parents=[lab_opt], help="stop a lab and remove everything it made")
     p.add_argument("name", nargs="?")
     sub.add_parser("clean", help="remove what crashed labs left behind")
     sub.add_parser("list", help="the labs that are running")
@@ -66,10 +72,20 @@ def _overrides(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = None
+    if "--" in argv and "exec" in argv[:argv.index("--")]:
+        # everything after `--` is the command, so options may come after the target
+        cut = argv.index("--")
+        argv, command = argv[:cut], argv[cut + 1:]
+    args = build_parser(command is not None).parse_args(argv)
+    if command is not None:
+        args.argv = command
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
         return 130
     except TestbedError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
@@ -78,7 +94,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def need_root() -> None:
     if os.geteuid() != 0:
-        raise MachineError("testbed needs root to make namespaces: run it with sudo")
+        raise MachineError("testbed needs root: run it with sudo")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: tear down what we started, exit 130."""
+
+
+def _on_sigterm(*_) -> None:
+    raise Terminated()
 
 
 # ---- lab life cycle -------------------------------------------------------------------------
@@ -96,7 +120,8 @@ def start_lab(name: str, topology: str, network: str | None, proxy: str | None, 
 
         clean_lab(name)  # what a crashed lab of that name left
     state.STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log = state.STATE_ROOT / f"{name}.log"
+    state.lab_dir(name).mkdir(mode=0o700)
+    log = state.lab_dir(name) / "lab.log"
     r, w = os.pipe()
     cmd = [sys.executable, "-m", "testbed.labd", "--name", name, "--topology", topology, "--ready-fd", str(w)]
     cmd += ["--network", network] if network else []
@@ -104,19 +129,39 @@ def start_lab(name: str, topology: str, network: str | None, proxy: str | None, 
     for m in manifests:
         cmd += ["--manifest", m]
     with open(log, "ab") as logf:
+        # the lock lives as long as labd holds its stdout: `clean` leaves a lab that is still starting alone
+        fcntl.flock(logf, fcntl.LOCK_EX)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, pass_fds=(w,),
                                 start_new_session=True)
     os.close(w)
-    with os.fdopen(r) as ready, err.status(f"bringing up lab {name} ..."):
-        line = ready.readline()
+    try:
+        with os.fdopen(r) as ready, err.status(f"bringing up lab {name} ..."):
+            line = ready.readline()
+    except KeyboardInterrupt:
+        # the lab process has its own session, so Ctrl-C did not reach it: stop it by its handle
+        with err.status(f"interrupted: tearing down lab {name} ..."):
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            from testbed.runtime.cleanup import clean_lab
+
+            clean_lab(name)
+        raise
     if not line:
         proc.wait()
-        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+        from testbed.runtime.cleanup import clean_lab
+
+        clean_lab(name)
         raise TestbedError(f"the lab process exited (code {proc.returncode}) before the lab was ready:\n"
                            + "\n".join(tail))
     msg = json.loads(line)
     if "error" in msg:
         proc.wait()
+        shutil.rmtree(state.lab_dir(name), ignore_errors=True)  # only the log is left; the error says it all
         e = TestbedError(msg["error"])
         e.exit_code = msg.get("exit_code", 1)
         raise e
@@ -137,7 +182,6 @@ def stop_lab(name: str) -> None:
     except LabGone:
         pass
     clean_lab(name)  # whatever is left, by handle
-    (state.STATE_ROOT / f"{name}.log").unlink(missing_ok=True)
     (state.STATE_ROOT / f"{name}.topology.yaml").unlink(missing_ok=True)
 
 
@@ -193,6 +237,7 @@ def cmd_run(args) -> int:
     started = time.perf_counter()
     start_lab(name, topo, args.network, args.proxy, manifests)
     up_seconds = time.perf_counter() - started
+    keep = args.keep
     try:
         lab = RemoteLab(name)
         with err.status("running steps ...") as status:
@@ -203,11 +248,17 @@ def cmd_run(args) -> int:
             write_json(result, args.json)
         if args.junit:
             write_junit(result, args.junit)
+    except KeyboardInterrupt:
+        keep = False  # interrupted: never leave a half-run lab behind
+        raise
     finally:
-        if not args.keep:
+        if not keep:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             stop_lab(name)
-    if args.keep:
-        out.print(f"lab {name} is still up: `testbed exec ... --lab {name}`, then `testbed down {name}`")
+    if keep:
+        out.print(f"lab {name} is still up: `testbed --lab {name} exec TARGET -- CMD`, then `testbed down {name}`",
+                  highlight=False)
     return 0 if result.ok else 1
 
 
@@ -263,7 +314,7 @@ def cmd_exec(args) -> int:
     from testbed.client import RemoteLab, pick_lab
 
     need_root()
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    argv = args.argv
     if not argv:
         raise BadInput("exec needs a command: testbed exec TARGET -- CMD ARGS...")
     full = RemoteLab(pick_lab(args.lab)).exec_argv(args.target, argv, args.namespace)
@@ -310,6 +361,8 @@ def cmd_clean(args) -> int:
 def cmd_list(args) -> int:
     from rich.table import Table
 
+    from testbed.runtime.cleanup import starting
+
     table = Table()
     for col in ("lab", "topology", "network", "proxy", "hosts", "state"):
         table.add_column(col)
@@ -317,7 +370,8 @@ def cmd_list(args) -> int:
         st = state.read_state(name) or {}
         table.add_row(name, Path(str(st.get("topology", ""))).name, str(st.get("network", "")),
                       str(st.get("proxy", "")), str(len(st.get("hosts", {}))),
-                      "running" if state.is_running(name) else "dead (run `testbed clean`)")
+                      "running" if state.is_running(name) else "starting" if starting(name)
+                      else "dead (run `testbed clean`)")
     out.print(table)
     return 0
 

@@ -89,11 +89,16 @@ class RemoteLab:
     def info(self) -> dict:
         return self.call("info")
 
+    def status(self) -> dict:
+        """info() plus the lab process's pid and how many pods there are and are Ready."""
+        return self.call("status")
+
     def wait_pods_ready(self, timeout: float = 30) -> None:
-        self.call("wait_pods_ready", timeout=timeout)
+        self.call("wait", timeout=timeout)
 
     def stop(self) -> None:
-        self.call("stop")
+        """Ask the lab process to tear the lab down and exit (returns at once)."""
+        self.call("down")
 
     def exec_argv(self, target: str, argv: list[str], namespace: str = "default") -> list[str]:
         st = state.read_state(self.name) or {}

@@ -23,6 +23,7 @@ from pathlib import Path
 from testbed import podnet
 from testbed.errors import BadInput, MachineError
 from testbed.runtime import state
+from testbed.runtime.cleanup import kill_in_namespaces
 from testbed.runtime.hosts import LabHost
 from testbed.runtime.network import Underlay
 from testbed.runtime.pods import host_veth_name, spawn_pod, wire_pod
@@ -299,7 +300,7 @@ class Lab:
 
     def _teardown(self) -> None:
         for pod in list(self.pods.values()):
-            self._stop_pod_processes(pod)
+            self._stop_pod_processes(pod, sweep=False)
         for agent in self.proxies.values():
             try:
                 agent.stop()
@@ -312,6 +313,9 @@ class Lab:
                 pass
         if self.echo:
             self.echo.stop()
+        # processes left in pods, nodes and hosts (a shell's children, `exec ... &`), by namespace
+        kill_in_namespaces({p.host.ns.inode for p in self.pods.values()}
+                           | {h.ns.inode for h in self.underlay.all_hosts().values() if h.pid})
         for pod in list(self.pods.values()):
             pod.host.stop()
         self.pods.clear()
@@ -438,11 +442,13 @@ class Lab:
         finally:
             s.close()
 
-    def _stop_pod_processes(self, pod: PodRuntime) -> None:
+    def _stop_pod_processes(self, pod: PodRuntime, sweep: bool = True) -> None:
         for proc in pod.processes:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        if sweep:  # what those processes started themselves (a shell's children), by namespace
+            kill_in_namespaces({pod.host.ns.inode})
         if pod.echo and self.echo:
             self.echo.remove(pod.key)
 

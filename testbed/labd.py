@@ -5,6 +5,14 @@
 It tells the `up` that started it on --ready-fd whether the lab came up ("ok" or the
 error as JSON), then serves JSON-line requests on /run/testbed/LAB/lab.sock (root
 only) until `down` or SIGTERM, and tears the lab down on the way out.
+
+Requests, one JSON line per connection, answered by one JSON line {"result": ...} or
+{"error": message, "exit_code": N}:
+  {"op": "apply"|"delete", "text": YAML, "source": FILE}    kubectl-like lines
+  {"op": "get", "kind", "name", "namespace", "all_namespaces"}
+  {"op": "status"}   {"op": "info"}   {"op": "host_ip", "name"}
+  {"op": "wait", "timeout": S}      until every pod is Ready
+  {"op": "down"}                    tear down and exit
 """
 from __future__ import annotations
 
@@ -44,9 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         code = e.exit_code if isinstance(e, TestbedError) else 1
         if not isinstance(e, TestbedError):
             traceback.print_exc()
-        if ready:
-            ready.write(json.dumps({"error": str(e), "exit_code": code}) + "\n")
-            ready.close()
+        _tell(ready, {"error": str(e), "exit_code": code})
         return code
     sock = state.lab_dir(args.name) / "lab.sock"
     server = _server(str(sock), lab, stop)
@@ -54,13 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     st["socket"] = str(sock)
     state.write_state(args.name, st)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    if ready:
-        ready.write(json.dumps({"ok": True, "name": args.name}) + "\n")
-        ready.close()
+    _tell(ready, {"ok": True, "name": args.name})
     stop.wait()
     server.shutdown()
     lab.stop()
     return 0
+
+
+def _tell(ready, msg: dict) -> None:
+    """Tell the `up` that started us how it went; it may be gone already (Ctrl-C)."""
+    if ready is None:
+        return
+    try:
+        ready.write(json.dumps(msg) + "\n")
+        ready.close()
+    except OSError:
+        pass
 
 
 def _server(path: str, lab, stop: threading.Event) -> socketserver.ThreadingUnixStreamServer:
@@ -103,9 +118,14 @@ def dispatch(lab, req: dict, stop: threading.Event):
         return lab.host_ip(req["name"])
     if op == "info":
         return lab.info()
-    if op == "wait_pods_ready":
+    if op in ("wait", "wait_pods_ready"):
         return lab.wait_pods_ready(float(req.get("timeout", 30)))
-    if op == "stop":
+    if op == "status":
+        pods = lab.get("pods", all_namespaces=True)
+        ready = sum(any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in p.get("status", {}).get("conditions", [])) for p in pods)
+        return {**lab.info(), "pid": os.getpid(), "pods": len(pods), "ready": ready}
+    if op in ("down", "stop"):
         stop.set()
         return "stopping"
     raise ValueError(f"unknown op {op!r}")

@@ -3,6 +3,7 @@ time) and processes still inside the lab's recorded namespaces (by inode). Nothi
 ever matched by name."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -21,6 +22,15 @@ def processes_in(inodes: set[int]) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def kill_in_namespaces(inodes: set[int], holders: set[int] = frozenset()) -> int:
+    """SIGKILL every process inside these network namespaces except the holders."""
+    inodes = inodes - {os.stat("/proc/self/ns/net").st_ino}  # never our own namespace
+    pids = [p for p in processes_in(inodes) if p not in holders]
+    for pid in pids:
+        _kill(pid)
+    return len(pids)
 
 
 def clean_lab(name: str) -> dict:
@@ -45,6 +55,8 @@ def clean_lab(name: str) -> dict:
     while time.monotonic() < deadline and processes_in(inodes):
         time.sleep(0.05)
     shutil.rmtree(state.lab_dir(name), ignore_errors=True)
+    for extra in (f"{name}.log", f"{name}.topology.yaml"):
+        (state.STATE_ROOT / extra).unlink(missing_ok=True)
     return {"lab": name, "processes": killed, "namespaces": len(inodes)}
 
 
@@ -55,6 +67,22 @@ def _kill(pid: int) -> None:
         pass
 
 
+def starting(name: str) -> bool:
+    """A lab still being brought up: no lab.json yet, and its lab process still holds the log
+    that `up` locked for it (the lock lives as long as some process has the file open)."""
+    d = state.lab_dir(name)
+    if (d / "lab.json").exists():
+        return False
+    try:
+        with open(d / "lab.log", "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def clean() -> list[dict]:
     """Clean every lab whose lab process is gone."""
-    return [clean_lab(n) for n in state.lab_names() if not state.is_running(n)]
+    return [clean_lab(n) for n in state.lab_names() if not state.is_running(n) and not starting(n)]
