@@ -5,6 +5,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from rich.console import Console
 from testbed.errors import BadInput, MachineError, TestbedError
 from testbed.runtime import state
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines for scripts
 out = Console(width=None if sys.stdout.isatty() else 120)
 
 
@@ -71,8 +72,7 @@ def _overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy", help="service proxy mode: nftables, iptables")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str]) -> argparse.Namespace:
     command = None
     if "--" in argv and "exec" in argv[:argv.index("--")]:
         # everything after `--` is the command, so options may come after the target
@@ -81,8 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command is not None).parse_args(argv)
     if command is not None:
         args.argv = command
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        for given in (getattr(args, "lab", None), getattr(args, "name", None) if args.command != "get" else None):
+            if given is not None:
+                check_lab_name(given)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
@@ -90,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     except TestbedError as e:
         err.print(f"error: {e}", highlight=False, markup=False)
         return e.exit_code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+LAB_NAME = re.compile(r"[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?")
+
+
+def check_lab_name(name: str) -> str:
+    """Lab names become paths under /run/testbed: lower-case letters, digits, '-', '_', '.'."""
+    if not LAB_NAME.fullmatch(name) or ".." in name:
+        raise BadInput(f'lab name "{name}" is invalid: use lower-case letters, digits, "-", "_" and "." '
+                       "(at most 63, starting and ending with a letter or digit)")
+    return name
 
 
 def need_root() -> None:
@@ -107,7 +128,7 @@ def _on_sigterm(*_) -> None:
 
 # ---- lab life cycle -------------------------------------------------------------------------
 
-def start_lab(name: str, topology: str, network: str | None, proxy: str | None, manifests: list[str]) -> None:
+def start_lab(name: str, topology: str | dict, network: str | None, proxy: str | None, manifests: list[str]) -> None:
     """Start the background lab process and wait until it says the lab is ready."""
     from testbed.lab import check_machine
 
@@ -122,6 +143,10 @@ def start_lab(name: str, topology: str, network: str | None, proxy: str | None, 
     state.STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
     state.lab_dir(name).mkdir(mode=0o700)
     log = state.lab_dir(name) / "lab.log"
+    if isinstance(topology, dict):
+        inline = state.lab_dir(name) / "topology.yaml"
+        inline.write_text(yaml.safe_dump(topology))
+        topology = str(inline)
     r, w = os.pipe()
     cmd = [sys.executable, "-m", "testbed.labd", "--name", name, "--topology", topology, "--ready-fd", str(w)]
     cmd += ["--network", network] if network else []
@@ -139,6 +164,8 @@ def start_lab(name: str, topology: str, network: str | None, proxy: str | None, 
             line = ready.readline()
     except KeyboardInterrupt:
         # the lab process has its own session, so Ctrl-C did not reach it: stop it by its handle
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the teardown finish
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with err.status(f"interrupted: tearing down lab {name} ..."):
             proc.terminate()
             try:
@@ -185,8 +212,9 @@ def stop_lab(name: str) -> None:
     (state.STATE_ROOT / f"{name}.topology.yaml").unlink(missing_ok=True)
 
 
-def resolve_source(source: str, name: str | None) -> tuple[str, str, list[str]]:
-    """(lab name, topology file, manifests) for `up` of a topology or a scenario file."""
+def resolve_source(source: str, name: str | None) -> tuple[str, str | dict, list[str]]:
+    """(lab name, topology file or a scenario's inline topology, manifests) for `up` of a
+    topology or a scenario file."""
     path = Path(source)
     try:
         data = yaml.safe_load(path.read_text())
@@ -198,18 +226,15 @@ def resolve_source(source: str, name: str | None) -> tuple[str, str, list[str]]:
         from testbed.scenario import load_scenario
 
         sc = load_scenario(path)
-        lab = name or sc.name
+        lab = check_lab_name(name or sc.name)
         topo = sc.topology
-        if isinstance(topo, dict):
-            state.STATE_ROOT.mkdir(parents=True, exist_ok=True, mode=0o700)
-            inline = state.STATE_ROOT / f"{lab}.topology.yaml"
-            inline.write_text(yaml.safe_dump({"name": lab, **topo}))
-            topo = inline
+        if isinstance(topo, dict):  # written into the lab's directory by start_lab
+            return lab, {"name": lab, **topo}, [str(m) for m in sc.manifests]
         return lab, str(topo), [str(m) for m in sc.manifests]
     from testbed.topo.load import load_topology
 
     topo = load_topology(path)  # bad topologies fail here, with exit 2
-    return name or topo.name, str(path.resolve()), []
+    return check_lab_name(name or topo.name), str(path.resolve()), []
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -272,9 +297,12 @@ def cmd_apply(args) -> int:
     from testbed.client import RemoteLab, pick_lab
 
     need_root()
+    files = _files(args)  # bad input first, before looking for the lab
     lab = RemoteLab(pick_lab(args.lab))
-    for text, source in _files(args):
-        for line in lab.apply_text(text, source):
+    for text, source in files:
+        with err.status(f"applying {source} ..."):
+            lines = lab.apply_text(text, source)
+        for line in lines:
             out.print(line, highlight=False)
     return 0
 
@@ -283,9 +311,12 @@ def cmd_delete(args) -> int:
     from testbed.client import RemoteLab, pick_lab
 
     need_root()
+    files = _files(args)  # bad input first, before looking for the lab
     lab = RemoteLab(pick_lab(args.lab))
-    for text, source in _files(args):
-        for line in lab.delete_text(text, source):
+    for text, source in files:
+        with err.status(f"deleting {source} ..."):
+            lines = lab.delete_text(text, source)
+        for line in lines:
             out.print(line, highlight=False)
     return 0
 
@@ -317,12 +348,17 @@ def cmd_exec(args) -> int:
     argv = args.argv
     if not argv:
         raise BadInput("exec needs a command: testbed exec TARGET -- CMD ARGS...")
+    if not shutil.which("nsenter"):
+        raise MachineError("missing program: nsenter; install it with `sudo apt-get install util-linux` "
+                           "or run `sudo scripts/bootstrap.sh`")
     full = RemoteLab(pick_lab(args.lab)).exec_argv(args.target, argv, args.namespace)
     sys.stdout.flush()
     os.execvp(full[0], full)  # the terminal and the exit code pass straight through
 
 
 def cmd_down(args) -> int:
+    from testbed.runtime.cleanup import starting
+
     need_root()
     name = args.name or args.lab
     if name is None:
@@ -331,6 +367,9 @@ def cmd_down(args) -> int:
         name = pick_lab(None)
     if not state.lab_dir(name).exists():
         raise BadInput(f'no lab named "{name}"')
+    if state.is_running(name) and not (state.lab_dir(name) / "lab.sock").exists() and not starting(name):
+        pid = (state.read_state(name) or {}).get("pid")
+        raise BadInput(f'lab "{name}" runs inside process {pid}, not started by `testbed up`: stop it there')
     stop_lab(name)
     out.print(f"lab {name} is down")
     return 0
@@ -349,11 +388,14 @@ def cmd_clean(args) -> int:
     if not done:
         out.print("nothing to clean")
         return 0
-    table = Table(title="cleaned")
-    for col in ("lab", "processes stopped", "namespaces"):
+    table = Table(title="removed", title_justify="left")
+    for col in ("lab", "namespaces still held", "processes killed", "state removed"):
         table.add_column(col)
     for d in done:
-        table.add_row(d["lab"], str(d["processes"]), str(d["namespaces"]))
+        pids = d["processes"]
+        table.add_row(d["lab"], f"{d['namespaces']} of {d['recorded']}",
+                      f"{len(pids)}" + (f" ({', '.join(map(str, pids[:8]))}{', ...' if len(pids) > 8 else ''})" if pids else ""),
+                      d["dir"])
     out.print(table)
     return 0
 
@@ -370,7 +412,8 @@ def cmd_list(args) -> int:
         st = state.read_state(name) or {}
         table.add_row(name, Path(str(st.get("topology", ""))).name, str(st.get("network", "")),
                       str(st.get("proxy", "")), str(len(st.get("hosts", {}))),
-                      "running" if state.is_running(name) else "starting" if starting(name)
+                      ("running" if (state.lab_dir(name) / "lab.sock").exists() else "running in-process")
+                      if state.is_running(name) else "starting" if starting(name)
                       else "dead (run `testbed clean`)")
     out.print(table)
     return 0

@@ -21,7 +21,8 @@ class LabGone(TestbedError):
 
 def pick_lab(name: str | None) -> str:
     """The lab to talk to: the one named, or the only one running."""
-    running = [n for n in state.lab_names() if state.is_running(n)]
+    # labs run in-process by a test or a script have no socket: nothing to talk to
+    running = [n for n in state.lab_names() if state.is_running(n) and (state.lab_dir(n) / "lab.sock").exists()]
     if name:
         if name not in running:
             raise BadInput(f'no lab named "{name}" is running' + (f" (running: {', '.join(running)})" if running else ""))

@@ -34,30 +34,36 @@ def kill_in_namespaces(inodes: set[int], holders: set[int] = frozenset()) -> int
 
 
 def clean_lab(name: str) -> dict:
-    """Stop everything lab ``name`` recorded and remove its state. Returns counts."""
+    """Stop everything lab ``name`` recorded and remove its state. Returns what it removed:
+    {"lab", "processes": pids killed, "namespaces": recorded namespaces still held, "recorded", "dir"}."""
     st = state.read_state(name) or {}
-    killed = 0
+    killed = []
     if st.get("pid") and state.is_same_process(st["pid"], st.get("pid_start")):
-        os.kill(st["pid"], signal.SIGKILL)  # its children die with it (parent-death signal)
-        killed += 1
+        _kill(st["pid"])  # its children die with it (parent-death signal)
+        killed.append(st["pid"])
     hosts = st.get("hosts", {})
     inodes = {h["netns"] for h in hosts.values() if h.get("netns")}
-    own = os.stat("/proc/self/ns/net").st_ino
-    inodes.discard(own)  # never the namespace we run in
+    inodes.discard(os.stat("/proc/self/ns/net").st_ino)  # never the namespace we run in
+    held = {os.stat(f"/proc/{pid}/ns/net").st_ino for pid in processes_in(inodes) if _exists(pid)}
     for h in hosts.values():
         if state.is_same_process(h["pid"], h.get("start")):
             _kill(h["pid"])
-            killed += 1
-    for pid in processes_in(inodes):
+            killed.append(h["pid"])
+    for pid in processes_in(inodes):  # whatever else is inside: found by namespace, not by name
         _kill(pid)
-        killed += 1
+        killed.append(pid)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and processes_in(inodes):
         time.sleep(0.05)
     shutil.rmtree(state.lab_dir(name), ignore_errors=True)
-    for extra in (f"{name}.log", f"{name}.topology.yaml"):
+    for extra in (f"{name}.log", f"{name}.topology.yaml"):  # an older log place; a scenario's inline topology
         (state.STATE_ROOT / extra).unlink(missing_ok=True)
-    return {"lab": name, "processes": killed, "namespaces": len(inodes)}
+    return {"lab": name, "processes": sorted(set(killed)), "namespaces": len(held), "recorded": len(inodes),
+            "dir": str(state.lab_dir(name))}
+
+
+def _exists(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}/ns/net")
 
 
 def _kill(pid: int) -> None:
