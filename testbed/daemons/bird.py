@@ -26,6 +26,7 @@ class Peer:
     description: str
     rr_client: bool = False
     next_hop_self: bool = False
+    local: str = ""  # our address towards the peer (BFD over multihop iBGP needs it)
 
 
 @dataclass

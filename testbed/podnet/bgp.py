@@ -54,7 +54,7 @@ class Bgp(Backend):
         for peer, address, rr_client in self._peers(host):
             peer_asn = peer.asn if b.mode == "tor" else b.asn
             cfg.peers.append(Peer(_proto_name(peer.name), address, peer_asn, f"{peer.role} {peer.name}",
-                                  rr_client=rr_client))
+                                  rr_client=rr_client, local=self._local_address(host, address)))
         return cfg
 
     def _peers(self, host: Host) -> list[tuple[Host, str, bool]]:
@@ -77,6 +77,14 @@ class Bgp(Backend):
             if shared:
                 out.append((p, shared[0].address, False))
         return out
+
+    @staticmethod
+    def _local_address(host: Host, peer_address: str) -> str:
+        """Our address on the peer's subnet, else the primary one (routed towards it)."""
+        for i in host.interfaces:
+            if ipaddress.ip_address(peer_address) in ipaddress.ip_network(i.subnet):
+                return i.address
+        return host.ip
 
     def _address_towards(self, host: Host, peer: Host) -> str:
         """The peer's address on a segment the two share, else its primary address."""

@@ -169,3 +169,36 @@ def test_ipip_cross_subnet_encapsulates_only_between_subnets():
         assert other and all(p[IP].proto == 4 for p in other)
     finally:
         lab.stop()
+
+
+@pytest.mark.parametrize("topology,mode,reflectors", [("flat", "mesh", []), ("flat", "reflectors", ["node1"])])
+def test_bgp_mesh_and_reflectors_carry_pod_traffic(topology, mode, reflectors):
+    from testbed.topo.load import load_topology
+
+    topo = load_topology(ROOT / "topologies" / f"{topology}.yaml")
+    topo.cluster.network = "bgp"
+    topo.cluster.bgp.mode = mode
+    topo.cluster.bgp.reflectors = reflectors
+    topo.cluster.bgp.bfd = mode == "reflectors"
+    with Lab.start(topo, name=f"bgp-{mode}") as lab:
+        lab.apply_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: a}
+spec: {nodeName: node2, containers: [{name: c, ports: [{containerPort: 8000}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b}
+spec: {nodeName: node3, containers: [{name: c, ports: [{containerPort: 8000}]}]}
+""", "pods.yaml")
+        lab.wait_pods_ready(20)
+        r = lab.exec("pod/a", ["curl", "-s", "-m", "3", f"http://{ip_of(lab, 'b')}:8000/"])
+        assert r.returncode == 0 and json.loads(r.stdout)["pod"] == "b"
+        for host, bird in lab.backend.birds.items():
+            sessions = [line for line in bird.birdc("show", "protocols").splitlines() if " BGP " in line]
+            assert sessions and all("Established" in line for line in sessions), (host, sessions)
+        if mode == "reflectors":
+            assert "rr client" in lab.backend.birds["node1"].conf.read_text()
+            bfd = lab.backend.birds["node1"].birdc("show", "bfd", "sessions")
+            assert "Up" in bfd, bfd

@@ -378,3 +378,31 @@ spec: {nodeName: node2, containers: [{name: c, ports: [{containerPort: 5353, pro
     time.sleep(0.3)
     after = json.loads(lab.exec("pod/client", ["python3", "-c", ask, ip, "2"]).stdout)
     assert after[-1] == "udp-b", after
+
+
+def test_internal_traffic_policy_local_uses_only_this_nodes_endpoints(lab):
+    lab.apply_text("""
+apiVersion: v1
+kind: Service
+metadata: {name: web-itp}
+spec:
+  selector: {app: web}
+  internalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 8000}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probe-node1}
+spec: {nodeName: node1, containers: [{name: c, command: [sleep, infinity]}]}
+""", "itp.yaml")
+    deadline = time.monotonic() + 10
+    while not _ready(lab.get("pod", "probe-node1")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ip = svc_ip(lab, "web-itp")
+    for _ in range(5):
+        r = curl(lab, "pod/probe-node1", f"http://{ip}/")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["node"] == "node1"  # never a pod of another node
+    # node3 has no ready web pod: its pods' traffic to the Service goes nowhere
+    assert curl(lab, "pod/client", f"http://{ip}/", timeout=1).returncode != 0
