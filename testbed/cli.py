@@ -293,32 +293,27 @@ def _files(args) -> list[tuple[str, str]]:
     return [(_read(f), f) for f in args.filename]
 
 
-def cmd_apply(args) -> int:
+def _send_manifests(args, verb: str) -> int:
     from testbed.client import RemoteLab, pick_lab
 
     need_root()
     files = _files(args)  # bad input first, before looking for the lab
     lab = RemoteLab(pick_lab(args.lab))
+    send = lab.apply_text if verb == "apply" else lab.delete_text
     for text, source in files:
-        with err.status(f"applying {source} ..."):
-            lines = lab.apply_text(text, source)
+        with err.status(f"{verb.rstrip('e')}ing {source} ..."):
+            lines = send(text, source)
         for line in lines:
             out.print(line, highlight=False)
     return 0
+
+
+def cmd_apply(args) -> int:
+    return _send_manifests(args, "apply")
 
 
 def cmd_delete(args) -> int:
-    from testbed.client import RemoteLab, pick_lab
-
-    need_root()
-    files = _files(args)  # bad input first, before looking for the lab
-    lab = RemoteLab(pick_lab(args.lab))
-    for text, source in files:
-        with err.status(f"deleting {source} ..."):
-            lines = lab.delete_text(text, source)
-        for line in lines:
-            out.print(line, highlight=False)
-    return 0
+    return _send_manifests(args, "delete")
 
 
 def cmd_get(args) -> int:

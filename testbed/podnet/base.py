@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, ClassVar
 
 from testbed.netns import Namespace
+from testbed.podnet import steps
 from testbed.topo.model import Host, Topology
 
 NamespaceOf = Callable[[str], Namespace]  # host name -> its namespace
@@ -66,13 +67,22 @@ class Backend(ABC):
     def setup_node(self, node: Host) -> None:
         """Create this node's devices (VXLAN/ipip device, BIRD ...)."""
 
-    @abstractmethod
-    def add_remote(self, node: Host, remote: Host) -> None:
-        """Make ``remote``'s pod block reachable from ``node``."""
+    def plan_remote(self, node: Host, remote: Host) -> list[steps.Step]:
+        """The kernel changes on ``node`` that make ``remote``'s pod block reachable (pure)."""
+        return []
 
-    @abstractmethod
+    def add_remote(self, node: Host, remote: Host) -> None:
+        steps.apply(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
+
     def remove_remote(self, node: Host, remote: Host) -> None:
-        """Undo add_remote."""
+        steps.undo(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
+
+    def nat_outgoing(self, node: Host) -> None:
+        """Masquerade pod traffic leaving the cluster, where the topology wants it."""
+        if self.topology.cluster.masquerade_outgoing:
+            from testbed.podnet.natout import enable_nat_outgoing
+
+            enable_nat_outgoing(self.topology, node, self.ns_of(node.name))
 
     def teardown_node(self, node: Host) -> None:
         """Stop what setup_node started (processes). Devices go with the namespace."""

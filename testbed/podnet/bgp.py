@@ -109,10 +109,7 @@ class Bgp(Backend):
         self.birds[host.name] = bird
 
     def setup_node(self, node: Host) -> None:
-        if self.topology.cluster.masquerade_outgoing:
-            from testbed.podnet.natout import enable_nat_outgoing
-
-            enable_nat_outgoing(self.topology, node, self.ns_of(node.name))
+        self.nat_outgoing(node)
         self._start_bird(node)
 
     def wait_converged(self, timeout: float = 30) -> None:
@@ -136,11 +133,6 @@ class Bgp(Backend):
         want = {str(ipaddress.ip_network(n.pod_cidr)) for n in self.topology.nodes if n.name != node.name}
         return want <= have
 
-    def add_remote(self, node: Host, remote: Host) -> None:
-        """Routes to remote blocks come from BGP; nothing to install by hand."""
-
-    def remove_remote(self, node: Host, remote: Host) -> None:
-        """BGP withdraws the routes when the remote's session goes down."""
 
     def stop(self) -> None:
         for bird in self.birds.values():

@@ -40,13 +40,5 @@ class Routed(Backend):
                 ipr.route("replace", dst=dst, gateway=via)
 
     def setup_node(self, node: Host) -> None:
-        if self.topology.cluster.masquerade_outgoing:
-            from testbed.podnet.natout import enable_nat_outgoing
+        self.nat_outgoing(node)
 
-            enable_nat_outgoing(self.topology, node, self.ns_of(node.name))
-
-    def add_remote(self, node: Host, remote: Host) -> None:
-        steps.apply(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
-
-    def remove_remote(self, node: Host, remote: Host) -> None:
-        steps.undo(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))

@@ -53,13 +53,5 @@ class Vxlan(Backend):
         idx = ipr.link_lookup(ifname=self.dev)[0]
         ipr.link("set", index=idx, mtu=self.pod_mtu(node), state="up")
         ipr.addr("add", index=idx, address=gateway(node.pod_cidr), prefixlen=32)
-        if self.topology.cluster.masquerade_outgoing:
-            from testbed.podnet.natout import enable_nat_outgoing
+        self.nat_outgoing(node)
 
-            enable_nat_outgoing(self.topology, node, ns)
-
-    def add_remote(self, node: Host, remote: Host) -> None:
-        steps.apply(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
-
-    def remove_remote(self, node: Host, remote: Host) -> None:
-        steps.undo(self.ns_of(node.name).ipr(), self.plan_remote(node, remote))
