@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PACKAGES=(mininet bird2 nftables iptables iproute2 util-linux procps tcpdump iperf3 conntrack
-          dnsutils arping curl iputils-ping socat ethtool python3 python3-venv python3-pip)
+          dnsutils arping curl iputils-ping socat ethtool graphviz python3 python3-venv python3-pip)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

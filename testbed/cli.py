@@ -64,6 +64,10 @@ def build_parser(command_after_dashes: bool = False) -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     sub.add_parser("clean", help="remove what crashed labs left behind")
     sub.add_parser("list", help="the labs that are running")
+
+    p = sub.add_parser("draw", help="draw a topology (or a scenario's) as SVG or PNG")
+    p.add_argument("source", metavar="TOPOLOGY_OR_SCENARIO")
+    p.add_argument("-o", "--output", help="file to write (.svg or .png; default: NAME.svg)")
     return ap
 
 
@@ -414,5 +418,17 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_draw(args) -> int:
+    from testbed.topo.draw import render
+    from testbed.topo.load import load_topology, parse_topology
+
+    _, topo, _ = resolve_source(args.source, None)
+    topology = parse_topology(topo, args.source) if isinstance(topo, dict) else load_topology(topo)
+    out = render(topology, Path(args.output or f"{topology.name}.svg"))
+    out_console = Console()
+    out_console.print(f"wrote {out}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "up": cmd_up, "apply": cmd_apply, "delete": cmd_delete, "get": cmd_get,
-            "exec": cmd_exec, "down": cmd_down, "clean": cmd_clean, "list": cmd_list}
+            "exec": cmd_exec, "down": cmd_down, "clean": cmd_clean, "list": cmd_list, "draw": cmd_draw}

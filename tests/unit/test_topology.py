@@ -96,3 +96,14 @@ def test_address_outside_segment():
 def test_tor_mode_needs_as_numbers():
     msg = bad({"cluster": {"network": "bgp", "bgp": {"mode": "tor"}}})
     assert "asNumber: Required value" in msg
+
+
+@pytest.mark.parametrize("name", ["flat", "two-racks"])
+def test_topology_drawing_matches_golden(name, update_golden):
+    from testbed.topo.draw import to_dot
+
+    text = to_dot(load_topology(ROOT / "topologies" / f"{name}.yaml"))
+    golden = GOLDEN / f"{name}.dot"
+    if update_golden:
+        golden.write_text(text)
+    assert text == golden.read_text()
