@@ -353,6 +353,7 @@ class Lab:
         from testbed.model.env import service_env
 
         spawned = []
+        mounts: list[subprocess.Popen] = []
         for obj in objs:
             md = obj["metadata"]
             node = obj["spec"]["nodeName"]
@@ -386,6 +387,10 @@ class Lab:
                     pod.commands.append((argv, cenv))
                 else:
                     echo_ports += ports
+            mounts += self._pod_files(obj, pod)
+            if pod.commands:  # commands must see the pod's own files from their first read
+                for m in mounts[-2:]:
+                    m.wait()
             for argv, cenv in pod.commands:
                 pod.processes.append(self._start_process(pod, argv, cenv))
             if echo_ports:
@@ -398,10 +403,25 @@ class Lab:
                 "conditions": _conditions(False),
             }))
             self._state_dirty = True
+        for m in mounts:
+            m.wait()
         self._probe_pods()
 
+    def _pod_files(self, obj: dict, pod: PodRuntime) -> list[subprocess.Popen]:
+        """Write the pod's resolv.conf and hosts and bind-mount them in its mount namespace
+        (private to the pod: mnexec made its mounts private)."""
+        from testbed.model.podfiles import hosts_file, resolv_conf
+
+        d = self.run_dir / "pods" / f"{pod.namespace}_{pod.name}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "resolv.conf").write_text(resolv_conf(obj, self.topology.cluster, _host_resolv()))
+        (d / "hosts").write_text(hosts_file(obj, pod.ip, self.topology.cluster.domain))
+        return [subprocess.Popen(["nsenter", "-t", str(pod.host.pid), "-m", "--", "mount", "--bind",
+                                  str(d / name), f"/etc/{name}"], stdin=subprocess.DEVNULL)
+                for name in ("resolv.conf", "hosts")]
+
     def _start_process(self, pod: PodRuntime, argv: list[str], env: dict) -> subprocess.Popen:
-        log = self.run_dir / "pods" / f"{pod.namespace}_{pod.name}.log"
+        log = self.run_dir / "pods" / f"{pod.namespace}_{pod.name}" / "log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             return pod.host.ns.popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -481,6 +501,13 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _host_resolv() -> str:
+    try:
+        return Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return ""
 
 
 def _read(path: str | Path) -> str:

@@ -91,3 +91,21 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_pods_get_their_own_resolv_conf_and_hosts():
+    from testbed.lab import Lab
+
+    with Lab.start(ROOT / "topologies" / "flat.yaml", name="podfiles") as lab:
+        lab.apply_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: default}
+spec: {containers: [{name: c, command: [sleep, infinity]}]}
+""", "p.yaml")
+        lab.wait_pods_ready(10)
+        resolv = lab.exec("pod/p", ["cat", "/etc/resolv.conf"]).stdout
+        assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
+        assert "options ndots:5" in resolv
+        assert lab.get("pod", "p")["status"]["podIP"] in lab.exec("pod/p", ["cat", "/etc/hosts"]).stdout
+    assert "ndots:5" not in Path("/etc/resolv.conf").read_text()  # the machine's own file is untouched

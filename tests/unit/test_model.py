@@ -262,3 +262,20 @@ def test_services_in_one_file_get_distinct_cluster_ips_and_ports(cluster):
     svcs = [cluster.get("Service", "default", f"s{i}") for i in range(5)]
     assert len({s["spec"]["clusterIP"] for s in svcs}) == 5
     assert len({s["spec"]["ports"][0]["nodePort"] for s in svcs}) == 5
+
+
+def test_pod_resolv_conf_and_hosts_follow_dns_policy():
+    from testbed.model.podfiles import hosts_file, resolv_conf
+
+    settings = ClusterSettings()
+    pod = {"metadata": {"name": "web-0", "namespace": "shop"},
+           "spec": {"dnsPolicy": "ClusterFirst", "hostname": "web-0", "subdomain": "web"}}
+    assert resolv_conf(pod, settings, "") == ("nameserver 10.96.0.10\n"
+                                              "search shop.svc.cluster.local svc.cluster.local cluster.local\n"
+                                              "options ndots:5\n")
+    assert "10.244.0.5\tweb-0.web.shop.svc.cluster.local\tweb-0" in hosts_file(pod, "10.244.0.5", "cluster.local")
+    default = {"metadata": {"name": "p"}, "spec": {"dnsPolicy": "Default"}}
+    assert resolv_conf(default, settings, "nameserver 9.9.9.9\nsearch lab\n") == "nameserver 9.9.9.9\nsearch lab\n"
+    none = {"metadata": {"name": "p"}, "spec": {"dnsPolicy": "None", "dnsConfig": {
+        "nameservers": ["1.1.1.1"], "searches": ["a.b"], "options": [{"name": "ndots", "value": "2"}]}}}
+    assert resolv_conf(none, settings, "") == "nameserver 1.1.1.1\nsearch a.b\noptions ndots:2\n"
