@@ -31,19 +31,28 @@ BARS = {"routed": 0.85, "bgp": 0.85, "vxlan": 0.8, "ipip": 0.8}
 
 
 def iperf(server_ns, client_ns, server_ip: str, seconds: int) -> float:
-    srv = subprocess.Popen(server_ns.argv(["iperf3", "-s", "-1", "-p", "5201"]), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            r = client_ns.run(["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J"], check=False,
-                              timeout=seconds + 30)
-            if r.returncode == 0:
+    """Gbit/s received; a fresh one-shot server per attempt (a run can end without a
+    result when the client races the server's start-up, so that attempt is retried)."""
+    last = ""
+    for _ in range(20):
+        srv = subprocess.Popen(server_ns.argv(["iperf3", "-s", "-1", "-p", "5201"]), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(50):
+                r = client_ns.run(["iperf3", "-c", server_ip, "-p", "5201", "-t", str(seconds), "-J"],
+                                  check=False, timeout=seconds + 30)
+                last = f"{r.stdout[-300:]} {r.stderr}"
+                if r.returncode == 0:
+                    break
+                time.sleep(0.1)
+            try:
                 return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
-            time.sleep(0.1)
-        raise RuntimeError(f"iperf3 failed: {r.stdout[-300:]} {r.stderr}")
-    finally:
-        srv.kill()
-        srv.wait()
+            except (ValueError, KeyError):
+                time.sleep(0.2)
+        finally:
+            srv.kill()
+            srv.wait()
+    raise RuntimeError(f"iperf3 failed: {last}")
 
 
 def median(run, times: int = 3) -> float:
