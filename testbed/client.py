@@ -115,6 +115,10 @@ class RemoteLab:
             raise BadInput(f'"{name}" is a {roles[name]}: use ' + ("node/" if roles[name] == "node" else "host/") + name)
         if not state.is_same_process(entry["pid"], entry.get("start")):
             raise LabGone(f"{target} is gone")
+        if kind == "pod" and entry.get("env"):
+            from testbed.lab import with_env
+
+            argv = with_env(entry["env"], argv)
         return ["nsenter", "-t", str(entry["pid"]), "-n", "-m", "--", *argv]
 
     def exec(self, target: str, argv: list[str], namespace: str = "default", timeout: float = 60,

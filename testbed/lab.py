@@ -63,6 +63,7 @@ class PodRuntime:
     commands: list[tuple[list[str], dict]] = field(default_factory=list)  # (argv, env) to restart
     ready: bool = False
     restarts: int = 0
+    env: dict = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     @property
@@ -185,6 +186,9 @@ class Lab:
     def exec(self, target: str, argv: list[str], namespace: str = "default", timeout: float = 60,
              input: str | None = None) -> subprocess.CompletedProcess:
         host = self.target(target, namespace)
+        pod = self.pods.get(f"{namespace}/{target.partition('/')[2]}") if target.startswith("pod/") else None
+        if pod and pod.env:
+            argv = with_env(pod.env, argv)
         return subprocess.run(host.ns.argv(argv), input=input, capture_output=True, text=True, timeout=timeout)
 
     def target(self, target: str, namespace: str = "default") -> LabHost:
@@ -376,6 +380,7 @@ class Lab:
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root",
                    "HOSTNAME": name, "KUBERNETES_NODE_NAME": node, "POD_IP": ip}
             env.update(service_env([s for s in self.cluster.list("Service", ns)]))
+            pod.env = env  # `exec pod/...` runs with it too, as kubectl exec does
             echo_ports = []
             for c in spec.get("containers", []):
                 ports = [(p["containerPort"], p.get("protocol", "TCP")) for p in c.get("ports", [])]
@@ -481,7 +486,7 @@ class Lab:
     def _write_state(self) -> None:
         self._state_dirty = False
         hosts = {name: h.record() for name, h in self.underlay.all_hosts().items() if h.pid}
-        hosts.update({f"pod/{p.key}": p.host.record() for p in self.pods.values()})
+        hosts.update({f"pod/{p.key}": {**p.host.record(), "env": p.env} for p in self.pods.values()})
         old = state.read_state(self.name) or {}
         old.update({"name": self.name, "pid": os.getpid(), "pid_start": state.process_start(os.getpid()),
                     "topology": self.topology.source, "network": self.topology.cluster.network,
@@ -501,6 +506,11 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def with_env(env: dict, argv: list[str]) -> list[str]:
+    """argv run with exactly the pod's environment (env -i K=V ... CMD)."""
+    return ["env", "-i", *[f"{k}={v}" for k, v in sorted(env.items())], *argv]
 
 
 def _host_resolv() -> str:

@@ -188,6 +188,10 @@ def test_up_a_scenario_applies_its_manifests(lab_name):
     assert r.returncode == 0, r.stderr
     svcs = json.loads(tb("--lab", lab_name, "get", "svc", "-o", "json").stdout)["items"]
     assert "hdls" in {s["metadata"]["name"] for s in svcs}
+    # exec into a pod runs with the pod's environment, Service variables included
+    ip = next(s["spec"]["clusterIP"] for s in svcs if s["metadata"]["name"] == "hdls")
+    r = tb("--lab", lab_name, "exec", "pod/client", "--", "sh", "-c", "echo $HDLS_SERVICE_HOST")
+    assert r.stdout.strip() == ip, r.stderr
 
 
 def test_a_killed_lab_leaves_nothing_clean_cannot_remove(lab_name, hdls_file):

@@ -406,3 +406,8 @@ spec: {nodeName: node1, containers: [{name: c, command: [sleep, infinity]}]}
         assert json.loads(r.stdout)["node"] == "node1"  # never a pod of another node
     # node3 has no ready web pod: its pods' traffic to the Service goes nowhere
     assert curl(lab, "pod/client", f"http://{ip}/", timeout=1).returncode != 0
+
+
+def test_exec_into_a_pod_has_its_service_variables(lab):
+    r = lab.exec("pod/client", ["sh", "-c", "echo $WEB_SERVICE_HOST $HOSTNAME"])
+    assert r.stdout.split() == [svc_ip(lab, "web"), "client"]
