@@ -119,7 +119,8 @@ class RemoteLab:
             from testbed.lab import with_env
 
             argv = with_env(entry["env"], argv)
-        return ["nsenter", "-t", str(entry["pid"]), "-n", "-m", "--", *argv]
+        uts = ["-u"] if entry.get("uts") else []  # a pod's own hostname
+        return ["nsenter", "-t", str(entry["pid"]), "-n", "-m", *uts, "--", *argv]
 
     def exec(self, target: str, argv: list[str], namespace: str = "default", timeout: float = 60,
              input: str | None = None) -> subprocess.CompletedProcess:

@@ -357,21 +357,20 @@ class Lab:
         from testbed.model.env import service_env
 
         spawned = []
-        mounts: list[subprocess.Popen] = []
         for obj in objs:
-            md = obj["metadata"]
-            node = obj["spec"]["nodeName"]
-            if node not in self._free_ips:
-                continue
-            spawned.append((obj, spawn_pod(md.get("namespace", "default"), md["name"])))
-        for obj, holder in spawned:
             md, spec = obj["metadata"], obj["spec"]
             ns, name, node = md.get("namespace", "default"), md["name"], spec["nodeName"]
+            if node not in self._free_ips:
+                continue
             if not self._free_ips[node]:
-                holder.stop()
                 self._updates.append((ns, name, {"phase": "Pending", "reason": "NoIPAddress"}))
                 continue
             ip = self._free_ips[node].pop(0)
+            resolv, hosts = self._pod_files(obj, ip)
+            spawned.append((obj, ip, spawn_pod(ns, name, spec.get("hostname") or name, resolv, hosts)))
+        for obj, ip, holder in spawned:
+            md, spec = obj["metadata"], obj["spec"]
+            ns, name, node = md.get("namespace", "default"), md["name"], spec["nodeName"]
             veth = host_veth_name(ns, name)
             mtu = self.backend.pod_mtu(self.topology.hosts[node])
             wire_pod(self.underlay.hosts[node], holder, veth, ip, mtu)
@@ -392,10 +391,6 @@ class Lab:
                     pod.commands.append((argv, cenv))
                 else:
                     echo_ports += ports
-            mounts += self._pod_files(obj, pod)
-            if pod.commands:  # commands must see the pod's own files from their first read
-                for m in mounts[-2:]:
-                    m.wait()
             for argv, cenv in pod.commands:
                 pod.processes.append(self._start_process(pod, argv, cenv))
             if echo_ports:
@@ -408,22 +403,18 @@ class Lab:
                 "conditions": _conditions(False),
             }))
             self._state_dirty = True
-        for m in mounts:
-            m.wait()
         self._probe_pods()
 
-    def _pod_files(self, obj: dict, pod: PodRuntime) -> list[subprocess.Popen]:
-        """Write the pod's resolv.conf and hosts and bind-mount them in its mount namespace
-        (private to the pod: mnexec made its mounts private)."""
+    def _pod_files(self, obj: dict, ip: str) -> tuple[Path, Path]:
+        """Write the pod's resolv.conf and hosts; its holder bind-mounts them."""
         from testbed.model.podfiles import hosts_file, resolv_conf
 
-        d = self.run_dir / "pods" / f"{pod.namespace}_{pod.name}"
+        md = obj["metadata"]
+        d = self.run_dir / "pods" / f"{md.get('namespace', 'default')}_{md['name']}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "resolv.conf").write_text(resolv_conf(obj, self.topology.cluster, _host_resolv()))
-        (d / "hosts").write_text(hosts_file(obj, pod.ip, self.topology.cluster.domain))
-        return [subprocess.Popen(["nsenter", "-t", str(pod.host.pid), "-m", "--", "mount", "--bind",
-                                  str(d / name), f"/etc/{name}"], stdin=subprocess.DEVNULL)
-                for name in ("resolv.conf", "hosts")]
+        (d / "hosts").write_text(hosts_file(obj, ip, self.topology.cluster.domain))
+        return d / "resolv.conf", d / "hosts"
 
     def _start_process(self, pod: PodRuntime, argv: list[str], env: dict) -> subprocess.Popen:
         log = self.run_dir / "pods" / f"{pod.namespace}_{pod.name}" / "log"

@@ -47,8 +47,9 @@ def ns_inode(pid: int, kind: str = "net") -> int:
 class Namespace:
     """The network and mount namespaces of one host process."""
 
-    def __init__(self, pid: int, name: str = ""):
+    def __init__(self, pid: int, name: str = "", uts: bool = False):
         self.pid = pid
+        self.uts = uts  # pods have a UTS namespace (their hostname) too
         self.name = name or str(pid)
         self._fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.inode = os.fstat(self._fd).st_ino
@@ -91,7 +92,7 @@ class Namespace:
 
     def argv(self, argv: Sequence[str], mount: bool = True) -> list[str]:
         """The argv that runs ``argv`` inside this host's namespaces."""
-        ns = ["-n", "-m"] if mount else ["-n"]
+        ns = (["-n", "-m"] + (["-u"] if self.uts else [])) if mount else ["-n"]
         return ["nsenter", "-t", str(self.pid), *ns, "--", *argv]
 
     def run(self, argv: Sequence[str], input: str | None = None, check: bool = True,

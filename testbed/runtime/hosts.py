@@ -21,16 +21,37 @@ from testbed.runtime.state import process_start
 _OWN_NET = os.stat("/proc/self/ns/net").st_ino
 
 
+def _comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+# A pod's holder first names its UTS namespace and bind-mounts the pod's own
+# resolv.conf and hosts (its mounts are private), then becomes `sleep`. The script is
+# constant; the values arrive as arguments, never pasted into it.
+POD_SETUP = ('hostname "$1" && mount --bind "$2" /etc/resolv.conf && mount --bind "$3" /etc/hosts '
+             '&& exec sleep infinity')
+
+
 class LabHost(Node):
-    """A Mininet host held by ``mnexec -cdn sleep infinity``; it dies with the lab."""
+    """A Mininet host held by ``mnexec -cdn sleep infinity``; it dies with the lab.
+
+    With ``hostname``, ``resolv`` and ``hosts`` params it is a pod: it also gets a UTS
+    namespace with that hostname and its own /etc/resolv.conf and /etc/hosts."""
 
     def startShell(self, mnopts=None):  # noqa: N802 (Mininet's name)
+        pod = self.params.get("hostname")
+        hold = ["sleep", "infinity"]
+        if pod:
+            hold = ["unshare", "--uts", "sh", "-c", POD_SETUP, "pod-setup", pod, str(self.params["resolv"]),
+                    str(self.params["hosts"])]
         # setpriv sets PR_SET_PDEATHSIG without a preexec_fn, so Python can use vfork:
         # several times faster than fork for a process of the lab's size.
         self.shell = subprocess.Popen(
-            [*DIE_WITH_PARENT, "mnexec", "-cdn", "sleep", "infinity"],
+            [*DIE_WITH_PARENT, "mnexec", "-cdn", *hold],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        self.uts = bool(pod)
         self.pid = self.shell.pid
         self.execed = False
         self.waiting = False
@@ -38,14 +59,19 @@ class LabHost(Node):
 
     def wait_unshared(self, timeout: float = 10.0) -> None:
         """Wait until mnexec has made the new namespaces: before that, /proc/PID/ns/net
-        is still the lab's own namespace, and configuring it would touch the host."""
+        is still the lab's own namespace, and configuring it would touch the host. A pod's
+        holder is also waited for until its set-up script has become `sleep`."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if os.stat(f"/proc/{self.pid}/ns/net").st_ino != _OWN_NET:
+                if os.stat(f"/proc/{self.pid}/ns/net").st_ino != _OWN_NET and (
+                        not self.uts or _comm(self.pid) == "sleep"):
                     return
             except FileNotFoundError:
-                raise RuntimeError(f"{self.name}: its namespace holder exited at start") from None
+                pass
+            if self.shell.poll() is not None:
+                raise RuntimeError(f"{self.name}: its namespace holder exited at start "
+                                   f"(code {self.shell.returncode})")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name}: no new network namespace after {timeout} s")
             time.sleep(0.001)
@@ -54,12 +80,12 @@ class LabHost(Node):
     def ns(self) -> Namespace:
         if self._ns is None:
             self.wait_unshared()
-            self._ns = Namespace(self.pid, self.name)
+            self._ns = Namespace(self.pid, self.name, uts=self.uts)
         return self._ns
 
     def record(self) -> dict:
         """What state.py keeps about this host so `clean` can find it by handle."""
-        return {"pid": self.pid, "start": process_start(self.pid), "netns": self.ns.inode}
+        return {"pid": self.pid, "start": process_start(self.pid), "netns": self.ns.inode, "uts": self.uts}
 
     def stop(self) -> None:
         if self._ns is not None:

@@ -8,6 +8,7 @@ the node's routing table shows every local pod.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from testbed.runtime.hosts import LabHost
 
@@ -19,10 +20,10 @@ def host_veth_name(namespace: str, name: str) -> str:
     return "cali" + hashlib.sha1(f"{namespace}.{name}".encode()).hexdigest()[:11]
 
 
-def spawn_pod(namespace: str, name: str) -> LabHost:
-    """Start the pod's namespace holder; wire it later with wire_pod (lets a batch of
-    holders start while earlier ones are wired)."""
-    return LabHost(f"pod/{namespace}/{name}")
+def spawn_pod(namespace: str, name: str, hostname: str, resolv: Path, hosts: Path) -> LabHost:
+    """Start the pod's namespace holder (hostname and its own resolv.conf and hosts);
+    wire it later with wire_pod, so a batch of holders starts while earlier ones are wired."""
+    return LabHost(f"pod/{namespace}/{name}", hostname=hostname, resolv=resolv, hosts=hosts)
 
 
 def wire_pod(node: LabHost, pod: LabHost, veth: str, pod_ip: str, mtu: int) -> None:

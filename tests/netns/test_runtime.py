@@ -42,11 +42,13 @@ def test_underlay_routes_between_racks_and_outside(two_racks):
     assert [link["ifname"] for link in links] == ["lo", "eth0"]
 
 
-def test_pods_on_different_racks_reach_each_other(two_racks):
+def test_pods_on_different_racks_reach_each_other(two_racks, tmp_path):
     topo, u = two_racks
     backend = podnet.create("routed", topo, lambda n: u.hosts[n].ns)
     backend.start()
-    a, b = spawn_pod("default", "a"), spawn_pod("default", "b")
+    (tmp_path / "resolv.conf").write_text("nameserver 10.96.0.10\n")
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
+    a, b = (spawn_pod("default", n, n, tmp_path / "resolv.conf", tmp_path / "hosts") for n in ("a", "b"))
     try:
         wire_pod(u.hosts["node1"], a, host_veth_name("default", "a"), "10.244.0.2", 1500)
         wire_pod(u.hosts["node4"], b, host_veth_name("default", "b"), "10.244.3.2", 1500)
@@ -108,4 +110,6 @@ spec: {containers: [{name: c, command: [sleep, infinity]}]}
         assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
         assert "options ndots:5" in resolv
         assert lab.get("pod", "p")["status"]["podIP"] in lab.exec("pod/p", ["cat", "/etc/hosts"]).stdout
+        assert lab.exec("pod/p", ["hostname"]).stdout.strip() == "p"
     assert "ndots:5" not in Path("/etc/resolv.conf").read_text()  # the machine's own file is untouched
+    assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() != "p"
