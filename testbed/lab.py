@@ -59,11 +59,14 @@ class PodRuntime:
     veth: str
     ports: list[tuple[int, str]]  # (port, protocol) the pod must listen on to be Ready
     echo: bool
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    processes: list[subprocess.Popen | None] = field(default_factory=list)  # None: waiting to restart
     commands: list[tuple[list[str], dict]] = field(default_factory=list)  # (argv, env) to restart
     ready: bool = False
     restarts: int = 0
     env: dict = field(default_factory=dict)
+    restart_policy: str = "Always"
+    restart_at: dict[int, float] = field(default_factory=dict)  # process index -> when to start it again
+    exit_codes: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     @property
@@ -374,7 +377,8 @@ class Lab:
             veth = host_veth_name(ns, name)
             mtu = self.backend.pod_mtu(self.topology.hosts[node])
             wire_pod(self.underlay.hosts[node], holder, veth, ip, mtu)
-            pod = PodRuntime(ns, name, node, ip, holder, veth, ports=[], echo=False)
+            pod = PodRuntime(ns, name, node, ip, holder, veth, ports=[], echo=False,
+                             restart_policy=spec.get("restartPolicy", "Always"))
             self.pods[pod.key] = pod
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": "/root",
                    "HOSTNAME": name, "KUBERNETES_NODE_NAME": node, "POD_IP": ip}
@@ -423,28 +427,52 @@ class Lab:
             return pod.host.ns.popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def _probe_pods(self) -> None:
-        """A pod is Ready when every declared port listens and its processes run."""
+        """A pod is Ready when its processes run and every declared port listens. A
+        process that exits is restarted per restartPolicy with kubelet's back-off
+        (10 s doubling to 5 min); a pod whose processes are all done Succeeds or Fails."""
+        now = time.monotonic()
         for pod in self.pods.values():
             for i, proc in enumerate(pod.processes):
-                if proc.poll() is not None:
+                if proc is None:
+                    if now >= pod.restart_at[i]:
+                        argv, env = pod.commands[i]
+                        pod.processes[i] = self._start_process(pod, argv, env)
+                    continue
+                code = proc.poll()
+                if code is None:
+                    continue
+                pod.processes[i] = None
+                pod.exit_codes[i] = code
+                if pod.restart_policy == "Never" or (pod.restart_policy == "OnFailure" and code == 0):
+                    pod.restart_at[i] = float("inf")
+                else:
                     pod.restarts += 1
-                    argv, env = pod.commands[i]
-                    pod.processes[i] = self._start_process(pod, argv, env)
-                    if pod.ready:
-                        pod.ready = False
-                        self._updates.append((pod.namespace, pod.name, {"conditions": _conditions(False)}))
-            if pod.ready:
+                    pod.restart_at[i] = now + min(10 * 2 ** (pod.restarts - 1), 300)
+                pod.ready = False
+                self._updates.append((pod.namespace, pod.name, self._status(pod)))
+            if pod.ready or any(p is None for p in pod.processes):
                 continue
             if pod.echo or not pod.ports or all(self._listening(pod, p) for p in pod.ports):
                 pod.ready = True
-                self._updates.append((pod.namespace, pod.name, {
-                    "conditions": _conditions(True),
-                    "containerStatuses": [{"name": "c", "ready": True, "restartCount": pod.restarts,
-                                           "state": {"running": {"startedAt": _now()}}}],
-                }))
+                self._updates.append((pod.namespace, pod.name, self._status(pod)))
         if self._updates:
             updates, self._updates = self._updates, []
             self.cluster.set_pod_statuses(updates)
+
+    @staticmethod
+    def _status(pod: PodRuntime) -> dict:
+        finished = bool(pod.processes) and not pod.echo and all(
+            p is None and pod.restart_at.get(i) == float("inf") for i, p in enumerate(pod.processes))
+        if finished:
+            phase = "Succeeded" if all(c == 0 for c in pod.exit_codes.values()) else "Failed"
+            state = {"terminated": {"exitCode": max(pod.exit_codes.values()), "finishedAt": _now()}}
+        elif any(p is None for p in pod.processes):
+            phase, state = "Running", {"waiting": {"reason": "CrashLoopBackOff"}}
+        else:
+            phase, state = "Running", {"running": {"startedAt": _now()}}
+        return {"phase": phase, "conditions": _conditions(pod.ready),
+                "containerStatuses": [{"name": "c", "ready": pod.ready, "restartCount": pod.restarts,
+                                       "state": state}]}
 
     def _listening(self, pod: PodRuntime, port: tuple[int, str]) -> bool:
         number, proto = port
@@ -460,7 +488,7 @@ class Lab:
 
     def _stop_pod_processes(self, pod: PodRuntime, sweep: bool = True) -> None:
         for proc in pod.processes:
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
         if sweep:  # what those processes started themselves (a shell's children), by namespace

@@ -113,3 +113,37 @@ spec: {containers: [{name: c, command: [sleep, infinity]}]}
         assert lab.exec("pod/p", ["hostname"]).stdout.strip() == "p"
     assert "ndots:5" not in Path("/etc/resolv.conf").read_text()  # the machine's own file is untouched
     assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() != "p"
+
+
+def test_pod_processes_follow_restart_policy():
+    from testbed.lab import Lab
+
+    with Lab.start(ROOT / "topologies" / "flat.yaml", name="restarts") as lab:
+        lab.apply_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec: {restartPolicy: Never, containers: [{name: c, command: [sh, -c, "exit 3"]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec: {restartPolicy: OnFailure, containers: [{name: c, command: ["true"]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashy}
+spec: {containers: [{name: c, command: [sh, -c, "exit 1"]}]}
+""", "p.yaml")
+        deadline = time.monotonic() + 10
+        while True:
+            phases = {p["metadata"]["name"]: p["status"].get("phase") for p in lab.get("pods")}
+            crashy = lab.get("pod", "crashy")["status"].get("containerStatuses", [{}])[0]
+            if (phases["once"], phases["done"]) == ("Failed", "Succeeded") and crashy.get("restartCount", 0) >= 1:
+                break
+            assert time.monotonic() < deadline, (phases, crashy)
+            time.sleep(0.1)
+        # back-off: one restart in the first seconds, not one per tick
+        time.sleep(1)
+        crashy = lab.get("pod", "crashy")["status"]["containerStatuses"][0]
+        assert crashy["restartCount"] == 1 and crashy["state"] == {"waiting": {"reason": "CrashLoopBackOff"}}
