@@ -31,7 +31,10 @@ def _pod(o: dict, wide: bool, now) -> list[str]:
     n = len(o["spec"].get("containers", []))
     ready = n if _ready(o) else 0
     restarts = sum(c.get("restartCount", 0) for c in st.get("containerStatuses", []))
-    row = [o["metadata"]["name"], f"{ready}/{n}", st.get("phase", "Pending"), str(restarts),
+    status = st.get("phase", "Pending")
+    for c in st.get("containerStatuses", []):  # kubectl shows why a container waits
+        status = c.get("state", {}).get("waiting", {}).get("reason", status)
+    row = [o["metadata"]["name"], f"{ready}/{n}", status, str(restarts),
            age(o["metadata"].get("creationTimestamp"), now)]
     if wide:
         row += [st.get("podIP", "<none>"), o["spec"].get("nodeName", "<none>")]
