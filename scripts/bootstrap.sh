@@ -32,6 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Debian's mininet Python module is not on PyPI: the venv sees the system site-packages.
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: .venv has a Python older than 3.11: making it again"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$PY" -m venv --system-site-packages .venv
@@ -39,6 +43,7 @@ fi
 SITE=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if ! .venv/bin/python -c 'import mininet.node' 2>/dev/null; then
   # the system python is another minor version than the one mininet was packaged for
+  # (Ubuntu 22.04: 3.10): link only the mininet package, never all of 3.10's dist-packages
   ln -sfn /usr/lib/python3/dist-packages/mininet "$SITE/mininet"
 fi
 

@@ -51,6 +51,8 @@ def evaluate(expect: dict, answers: list[subprocess.CompletedProcess]) -> tuple[
             except (ValueError, KeyError, IndexError, TypeError):
                 return False, f"answer without {spec['field']}: {_short(a.stdout)}"
             seen[key] = seen.get(key, 0) + 1
+        if "of" in spec and len(answers) != spec["of"]:
+            return False, f"{len(answers)} answers, expected {spec['of']} (set repeat: {spec['of']})"
         spread = ", ".join(f"{k}: {v}" for k, v in sorted(seen.items()))
         if "count" in spec and len(seen) != spec["count"]:
             return False, f"{len(seen)} distinct {spec['field']}, expected {spec['count']} ({spread})"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import yaml
 from testbed.checks import evaluate, field_value
 from testbed.errors import BadInput, FieldError, InvalidError, invalid, required, unsupported
 
-ACTIONS = ("apply", "delete", "applyInline", "exec", "wait")
+ACTIONS = ("apply", "delete", "applyInline", "exec", "check", "wait")
 TARGET = re.compile(r"^(pod|node|host)/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 PLACEHOLDER = re.compile(r"\{\{\s*([\w-]+)\s+([\w./-]+)\s+([\w.\[\]-]+)\s*\}\}")
 EXPECT_KEYS = {"exitCode", "contains", "notContains", "matches", "json", "distinct"}
@@ -158,7 +159,10 @@ def _step(raw: object, where: str, path: Path, errs: list[FieldError]) -> Step |
         if not p.is_file():
             errs.append(invalid(f"{where}.{action}", arg, f"no such file (looked for {p})"))
         arg = p
-    elif action == "exec":
+    elif action in ("exec", "check"):
+        if isinstance(arg, str):  # shorthand "pod/client -- curl -s http://..." (split like a shell, never run by one)
+            target, sep, cmd = arg.partition(" -- ")
+            arg = {"target": target.strip(), "command": _split(cmd)} if sep else arg
         if not isinstance(arg, dict):
             errs.append(invalid(f"{where}.exec", arg, "must be a mapping with target and command"))
             return None
@@ -177,8 +181,13 @@ def _step(raw: object, where: str, path: Path, errs: list[FieldError]) -> Step |
     for key in expect:
         if key not in EXPECT_KEYS:
             errs.append(unsupported(f"{where}.expect.{key}", key, sorted(EXPECT_KEYS)))
-    if expect and action != "exec":
-        errs.append(invalid(f"{where}.expect", expect, "only exec steps have expectations"))
+    distinct = expect.get("distinct")
+    if distinct is not None and not (isinstance(distinct, dict) and isinstance(distinct.get("field"), str)):
+        errs.append(required(f"{where}.expect.distinct.field", "the JSON field whose distinct values are counted"))
+    if expect and action not in ("exec", "check"):
+        errs.append(invalid(f"{where}.expect", expect, "only exec and check steps have expectations"))
+    if action == "check" and not expect:
+        errs.append(required(f"{where}.expect", "a check needs expectations (use exec for a plain command)"))
     repeat = raw.get("repeat", 1)
     if not isinstance(repeat, int) or repeat < 1:
         errs.append(invalid(f"{where}.repeat", repeat, "must be a positive integer"))
@@ -187,8 +196,22 @@ def _step(raw: object, where: str, path: Path, errs: list[FieldError]) -> Step |
     return Step(name, action, arg, expect, repeat if isinstance(repeat, int) else 1, float(timeout))
 
 
-def run_scenario(scenario: Scenario, lab, progress=None) -> Result:
-    """Run every step against ``lab`` (the in-process Lab or a RemoteLab)."""
+def _split(cmd: str) -> list[str]:
+    """shlex.split that keeps ``{{ svc hdls spec.clusterIP }}`` placeholders whole."""
+    found = [m.group(0) for m in PLACEHOLDER.finditer(cmd)]
+    for i, text in enumerate(found):
+        cmd = cmd.replace(text, f"\0{i}\0", 1)
+    words = shlex.split(cmd)
+    for i, text in enumerate(found):
+        words = [w.replace(f"\0{i}\0", text) for w in words]
+    return words
+
+
+def run_scenario(scenario: Scenario, lab, console=None, progress=None) -> Result:
+    """Run every step against ``lab`` (the in-process Lab or a RemoteLab).
+
+    ``console`` (a rich Console) gets one line per finished step; ``progress`` is
+    called with each step before it runs."""
     started = time.perf_counter()
     results = []
     for step in scenario.steps:
@@ -200,6 +223,10 @@ def run_scenario(scenario: Scenario, lab, progress=None) -> Result:
         except Exception as e:  # a step that could not run is reported, the rest still run
             status, detail = "error", f"{type(e).__name__}: {e}"
         results.append(StepResult(step.name, step.action, status, time.perf_counter() - t, detail))
+        if console is not None:
+            colour = "green" if status == "passed" else "red"
+            console.print(f"[{colour}]{status:>6}[/] {step.name} [dim]({results[-1].seconds:.2f} s)[/]",
+                          highlight=False)
     info = lab.info() if hasattr(lab, "info") else {}
     return Result(scenario.name, str(info.get("topology", "")), str(info.get("network", "")),
                   str(info.get("proxy", "")), results, time.perf_counter() - started)

@@ -16,10 +16,12 @@ import asyncio
 import ctypes
 import json
 import os
+import re
 import socket
 import sys
 
 CLONE_NEWNET = 0x40000000
+REQUEST_LINE = re.compile(rb"^[A-Z]+ \S+ HTTP/\d\.\d\r?$")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -72,30 +74,40 @@ class HttpEcho(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while b"\r\n\r\n" in self.buf or (self.buf and not self.buf[:1].isalpha()):
-            if b"\r\n\r\n" not in self.buf:  # not HTTP: answer the JSON once and close
-                self.transport.write(answer(self.ident, self.peer, "", "") + b"\n")
-                self.transport.close()
-                self.buf = b""
+        while self.buf:
+            line, nl, _ = self.buf.partition(b"\n")
+            if (nl or len(self.buf) > 8192) and not REQUEST_LINE.match(line):
+                self._raw()  # not HTTP: answer the JSON once and close
                 return
+            if b"\r\n\r\n" not in self.buf:
+                return  # wait for the rest of the request head
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
             lines = head.decode("latin-1").split("\r\n")
             parts = lines[0].split(" ")
-            path = parts[1] if len(parts) > 1 else ""
             headers = {}
             for line in lines[1:]:
                 k, _, v = line.partition(":")
                 headers[k.strip().lower()] = v.strip()
             length = int(headers.get("content-length", "0") or 0)
             self.buf = self.buf[length:]  # request bodies are read and ignored
-            body = answer(self.ident, self.peer, path, headers.get("host", "")) + b"\n"
-            close = headers.get("connection", "").lower() == "close" or parts[-1] == "HTTP/1.0"
+            body = answer(self.ident, self.peer, parts[1], headers.get("host", "")) + b"\n"
+            close = headers.get("connection", "").lower() == "close" or parts[2] == "HTTP/1.0"
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n%s\r\n" % (len(body), b"Connection: close\r\n" if close else b"")
                                  + body)
             if close:
                 self.transport.close()
                 return
+
+    def eof_received(self) -> bool:
+        if self.buf:  # a client that sent a few bytes without a newline and half-closed
+            self._raw()
+        return False
+
+    def _raw(self) -> None:
+        self.transport.write(answer(self.ident, self.peer, "", "") + b"\n")
+        self.transport.close()
+        self.buf = b""
 
 
 class UdpEcho(asyncio.DatagramProtocol):
