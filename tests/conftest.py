@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -8,8 +9,17 @@ def pytest_addoption(parser):
 
 
 @pytest.fixture
-def update_golden(request):
-    return request.config.getoption("--update-golden")
+def golden(request):
+    """compare(path, text): the text must equal the golden file; --update-golden rewrites it."""
+    update = request.config.getoption("--update-golden")
+
+    def compare(path: Path, text: str) -> None:
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert text == path.read_text()
+
+    return compare
 
 
 def pytest_collection_modifyitems(config, items):

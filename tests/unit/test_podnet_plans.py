@@ -18,12 +18,6 @@ def topology(name, network, **bgp):
     return topo
 
 
-def check(golden: Path, text: str, update: bool) -> None:
-    if update:
-        golden.write_text(text)
-    assert text == golden.read_text()
-
-
 @pytest.mark.parametrize("topo,mode,host,extra", [
     ("flat", "mesh", "node1", {}),
     ("two-racks", "tor", "node1", {}),
@@ -32,11 +26,11 @@ def check(golden: Path, text: str, update: bool) -> None:
     ("two-racks", "reflectors", "core", {"reflectors": ["core"]}),
     ("two-racks", "reflectors", "node3", {"reflectors": ["core"], "bfd": True}),
 ])
-def test_bird_configs(topo, mode, host, extra, update_golden):
+def test_bird_configs(topo, mode, host, extra, golden):
     t = topology(topo, "bgp", mode=mode, **extra)
     backend = podnet.create("bgp", t, ns_of=None)
     text = backend.config(t.hosts[host]).render()
-    check(GOLDEN / "bird" / f"{topo}-{mode}-{host}.conf", text, update_golden)
+    golden(GOLDEN / "bird" / f"{topo}-{mode}-{host}.conf", text)
 
 
 def test_tor_mode_sessions_follow_the_racks():
@@ -59,13 +53,12 @@ def plan_text(backend, topo) -> str:
 
 @pytest.mark.parametrize("network,mode", [("vxlan", None), ("ipip", "Always"), ("ipip", "CrossSubnet"),
                                           ("routed", None)])
-def test_planned_kernel_changes(network, mode, update_golden):
+def test_planned_kernel_changes(network, mode, golden):
     t = topology("two-racks", network)
     if mode:
         t.cluster.ipip.mode = mode
     backend = podnet.create(network, t, ns_of=None)
-    check(GOLDEN / "podnet" / f"two-racks-{network}{'-' + mode if mode else ''}.txt", plan_text(backend, t),
-          update_golden)
+    golden(GOLDEN / "podnet" / f"two-racks-{network}{'-' + mode if mode else ''}.txt", plan_text(backend, t))
 
 
 def test_vxlan_programs_neighbour_then_fdb_then_route():

@@ -49,12 +49,9 @@ NOW = calendar.timegm(time.strptime("2026-01-01T00:05:30Z", "%Y-%m-%dT%H:%M:%SZ"
 @pytest.mark.parametrize("kind,output", [("Pod", ""), ("Pod", "wide"), ("Service", ""), ("Service", "wide"),
                                          ("Node", "wide"), ("Deployment", ""), ("EndpointSlice", ""),
                                          ("Endpoints", "")])
-def test_tables_match_golden(cluster, kind, output, update_golden):
+def test_tables_match_golden(cluster, kind, output, golden):
     text = render(kind, stable(cluster.list(kind, "default")), output, now=NOW) + "\n"
-    golden = GOLDEN / f"{kind.lower()}{'-' + output if output else ''}.txt"
-    if update_golden:
-        golden.write_text(text)
-    assert text == golden.read_text()
+    golden(GOLDEN / f"{kind.lower()}{'-' + output if output else ''}.txt", text)
 
 
 def test_all_namespaces_adds_the_column(cluster):

@@ -54,12 +54,9 @@ def ruleset() -> str:
     return nftables.full_ruleset(elems)
 
 
-def test_ruleset_matches_golden(update_golden):
+def test_ruleset_matches_golden(golden):
     text = ruleset()
-    golden = GOLDEN / "node1.nft"
-    if update_golden:
-        golden.write_text(text)
-    assert text == golden.read_text()
+    golden(GOLDEN / "node1.nft", text)
 
 
 def test_policies_shape_the_frontends():
@@ -97,15 +94,12 @@ def test_golden_ruleset_loads_in_nft():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_iptables_ruleset_matches_golden(update_golden):
+def test_iptables_ruleset_matches_golden(golden):
     from testbed.proxy import iptables
 
     ports = [sp for service, slices in SERVICES for sp in service_ports(service, slices, "node1", ["192.168.10.10"])]
     text = iptables.ruleset(ports)
-    golden = GOLDEN / "node1.iptables"
-    if update_golden:
-        golden.write_text(text)
-    assert text == golden.read_text()
+    golden(GOLDEN / "node1.iptables", text)
     assert "--mode random --probability 0.50000000000" in text  # two ready endpoints of web:http
 
 

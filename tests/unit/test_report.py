@@ -72,35 +72,27 @@ def result(tmp_path):
     return res
 
 
-def check_golden(name: str, text: str, update: bool) -> None:
-    path = GOLDEN / name
-    if update:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text()
-
-
 def test_run_statuses(result):
     assert [s.status for s in result.steps] == ["passed", "passed", "passed", "passed", "failed"]
     assert "30 answers from 3 pods (hdls-0: 10, hdls-1: 10, hdls-2: 10)" in result.steps[3].detail
     assert result.steps[4].detail == "exit code 1, expected 0: boom"
 
 
-def test_console_report(result, update_golden):
+def test_console_report(result, golden):
     out = io.StringIO()
     print_result(result, Console(file=out, width=110, color_system=None, force_terminal=False))
     text = out.getvalue()
     assert text.splitlines()[-1] == "4 passed, 1 failed"
-    check_golden("console.txt", text, update_golden)
+    golden(GOLDEN / "console.txt", text)
 
 
-def test_json_report(result, update_golden):
-    check_golden("report.json", json.dumps(to_dict(result), indent=2) + "\n", update_golden)
+def test_json_report(result, golden):
+    golden(GOLDEN / "report.json", json.dumps(to_dict(result), indent=2) + "\n")
 
 
-def test_junit_report(result, tmp_path, update_golden):
+def test_junit_report(result, tmp_path, golden):
     write_junit(result, tmp_path / "junit.xml")
-    check_golden("junit.xml", (tmp_path / "junit.xml").read_text(), update_golden)
+    golden(GOLDEN / "junit.xml", (tmp_path / "junit.xml").read_text())
 
 
 def test_check_without_expectations_and_bad_shorthand(tmp_path):

@@ -20,12 +20,9 @@ def resolved(topo) -> str:
 
 
 @pytest.mark.parametrize("name", ["flat", "two-racks"])
-def test_shipped_topologies_match_golden(name, update_golden):
+def test_shipped_topologies_match_golden(name, golden):
     text = resolved(load_topology(ROOT / "topologies" / f"{name}.yaml"))
-    golden = GOLDEN / f"{name}.json"
-    if update_golden:
-        golden.write_text(text)
-    assert text == golden.read_text()
+    golden(GOLDEN / f"{name}.json", text)
 
 
 def test_flat_has_the_contract_host_names():
@@ -99,11 +96,8 @@ def test_tor_mode_needs_as_numbers():
 
 
 @pytest.mark.parametrize("name", ["flat", "two-racks"])
-def test_topology_drawing_matches_golden(name, update_golden):
+def test_topology_drawing_matches_golden(name, golden):
     from testbed.topo.draw import to_dot
 
     text = to_dot(load_topology(ROOT / "topologies" / f"{name}.yaml"))
-    golden = GOLDEN / f"{name}.dot"
-    if update_golden:
-        golden.write_text(text)
-    assert text == golden.read_text()
+    golden(GOLDEN / f"{name}.dot", text)
