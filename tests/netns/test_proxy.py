@@ -108,6 +108,13 @@ def _ready(p):
     return any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
 
 
+def wait_ready(lab, pod: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(lab.get("pod", pod)):
+        assert time.monotonic() < deadline, f"pod {pod} not ready"
+        time.sleep(0.05)
+
+
 def svc_ip(lab, name):
     return lab.get("svc", name)["spec"]["clusterIP"]
 
@@ -188,10 +195,7 @@ kind: Service
 metadata: {name: loner}
 spec: {selector: {app: loner}, ports: [{port: 80, targetPort: 8000}]}
 """, "loner.yaml")
-    deadline = time.monotonic() + 10
-    while not _ready(lab.get("pod", "loner")):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_ready(lab, "loner")
     r = curl(lab, "pod/loner", f"http://{svc_ip(lab, 'loner')}/")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["pod"] == "loner"
@@ -352,10 +356,7 @@ kind: Service
 metadata: {name: udp}
 spec: {selector: {app: udp}, ports: [{port: 53, targetPort: 5353, protocol: UDP}]}
 """, "udp.yaml")
-    deadline = time.monotonic() + 10
-    while not _ready(lab.get("pod", "udp-a")):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_ready(lab, "udp-a")
     ask = ("import json,socket,sys,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 40000));"
            "s.settimeout(1); out=[]\n"
            "for i in range(int(sys.argv[2])):\n"
@@ -372,8 +373,7 @@ kind: Pod
 metadata: {name: udp-b, labels: {app: udp}}
 spec: {nodeName: node2, containers: [{name: c, ports: [{containerPort: 5353, protocol: UDP}]}]}
 """, "udp-b.yaml")
-    while not _ready(lab.get("pod", "udp-b")):
-        time.sleep(0.05)
+    wait_ready(lab, "udp-b")
     lab.delete_text("apiVersion: v1\nkind: Pod\nmetadata: {name: udp-a}\n", "del.yaml")
     time.sleep(0.3)
     after = json.loads(lab.exec("pod/client", ["python3", "-c", ask, ip, "2"]).stdout)
@@ -395,10 +395,7 @@ kind: Pod
 metadata: {name: probe-node1}
 spec: {nodeName: node1, containers: [{name: c, command: [sleep, infinity]}]}
 """, "itp.yaml")
-    deadline = time.monotonic() + 10
-    while not _ready(lab.get("pod", "probe-node1")):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_ready(lab, "probe-node1")
     ip = svc_ip(lab, "web-itp")
     for _ in range(5):
         r = curl(lab, "pod/probe-node1", f"http://{ip}/")
