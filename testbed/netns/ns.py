@@ -116,6 +116,11 @@ class Namespace:
                 with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
                     f.write(str(value))
 
+    def has_sysctl(self, key: str) -> bool:
+        """Whether this namespace has the sysctl (some come with a module, e.g. br_netfilter)."""
+        with self.entered():
+            return os.path.exists("/proc/sys/" + key.replace(".", "/"))
+
     def read_sysctl(self, key: str) -> str:
         with self.entered():
             with open("/proc/sys/" + key.replace(".", "/")) as f:

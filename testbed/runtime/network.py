@@ -1,21 +1,31 @@
 """Build the underlay of a topology: segment switches, routers, nodes, outside hosts.
 
-Every L2 segment is a Linux bridge inside a namespace of its own (a Mininet host used
-as a switch), so the machine's root namespace never sees an interface. Each host
-interface is a veth pair created inside the segment's namespace with its far end
-moved straight into the host: names never meet in a shared namespace, so two labs
-cannot collide.
+Every L2 segment lives in a namespace of its own (a Mininet host used as a switch), so
+the machine's root namespace never sees an interface. A segment is one of two switches:
+
+- ``macvlan`` (default): the segment's namespace holds a veth pair as the parent; each
+  host interface is a macvlan in bridge mode on that parent, created straight inside
+  the host. A frame between two hosts takes one hop (macvlan to macvlan) instead of
+  three (veth, bridge, veth), which is what pod-to-pod throughput is made of here.
+- ``bridge``: a Linux bridge; each host interface is a veth pair whose near end is a
+  bridge port. Slower, but the bridge learns any MAC (virtual MACs such as VRRP's) and
+  the switch namespace sees every frame.
+
+Names are made inside their own namespaces and never meet, so two labs cannot collide.
 """
 from __future__ import annotations
 
 from testbed.runtime.hosts import LabHost
-from testbed.topo.model import Host, Topology
+from testbed.topo.model import Host, Interface, Segment, Topology
 
 FORWARDING = {
     "net.ipv4.ip_forward": 1,
     "net.ipv4.conf.all.rp_filter": 0,
     "net.ipv4.conf.default.rp_filter": 0,
 }
+# A switch runs no firewall: where br_netfilter is loaded, keep it off bridged frames.
+NO_BRIDGE_NETFILTER = {f"net.bridge.bridge-nf-call-{t}": 0 for t in ("iptables", "ip6tables", "arptables")}
+PARENT = "seg0"  # the macvlan parent inside a segment's namespace (one end of a veth pair)
 
 
 class Underlay:
@@ -30,7 +40,7 @@ class Underlay:
         for name in self.topology.hosts:
             self.hosts[name] = LabHost(name)
         for seg in self.topology.segments.values():
-            self._make_bridge(self.switches[seg.name], seg.mtu)
+            self._make_switch(self.switches[seg.name], seg)
         port = 0
         for host in self.topology.hosts.values():
             for ifc in host.interfaces:
@@ -39,21 +49,32 @@ class Underlay:
         for host in self.topology.hosts.values():
             self._configure(host)
 
-    def _make_bridge(self, switch: LabHost, mtu: int) -> None:
+    def _make_switch(self, switch: LabHost, seg: Segment) -> None:
         ipr = switch.ns.ipr()
         ipr.link("set", index=1, state="up")
-        ipr.link("add", ifname="br0", kind="bridge", br_stp_state=0, br_forward_delay=0)
-        br = ipr.link_lookup(ifname="br0")[0]
-        ipr.link("set", index=br, mtu=mtu, state="up")
+        if seg.switch == "bridge":
+            ipr.link("add", ifname="br0", kind="bridge", br_stp_state=0, br_forward_delay=0)
+            switch.ns.sysctl({k: v for k, v in NO_BRIDGE_NETFILTER.items() if switch.ns.has_sysctl(k)})
+            names = ["br0"]
+        else:
+            ipr.link("add", ifname=PARENT, kind="veth", peer={"ifname": f"{PARENT}-end"})
+            names = [f"{PARENT}-end", PARENT]
+        for name in names:
+            ipr.link("set", index=ipr.link_lookup(ifname=name)[0], mtu=seg.mtu, state="up")
 
-    def _attach(self, host: Host, ifc, port: str) -> None:
+    def _attach(self, host: Host, ifc: Interface, port: str) -> None:
         switch = self.switches[ifc.segment].ns.ipr()
-        target = self.hosts[host.name]
-        switch.link("add", ifname=port, kind="veth",
-                    peer={"ifname": ifc.name, "address": ifc.mac, "net_ns_fd": target.ns.net_path})
-        idx = switch.link_lookup(ifname=port)[0]
-        br = switch.link_lookup(ifname="br0")[0]
-        switch.link("set", index=idx, master=br, mtu=ifc.mtu, state="up")
+        target = self.hosts[host.name].ns.net_path
+        if self.topology.segments[ifc.segment].switch == "bridge":
+            switch.link("add", ifname=port, kind="veth",
+                        peer={"ifname": ifc.name, "address": ifc.mac, "net_ns_fd": target})
+            idx = switch.link_lookup(ifname=port)[0]
+            br = switch.link_lookup(ifname="br0")[0]
+            switch.link("set", index=idx, master=br, mtu=ifc.mtu, state="up")
+        else:
+            # made straight inside the host: the name never exists in the switch's namespace
+            switch.link("add", ifname=ifc.name, kind="macvlan", link=switch.link_lookup(ifname=PARENT)[0],
+                        macvlan_mode="bridge", address=ifc.mac, net_ns_fd=target)
 
     def _configure(self, host: Host) -> None:
         h = self.hosts[host.name]

@@ -143,6 +143,9 @@ def _cluster(raw: object, errors: list[FieldError]) -> ClusterSettings:
     return c
 
 
+SWITCHES = ["macvlan", "bridge"]
+
+
 def _segments(raw: object, errors: list[FieldError]) -> dict[str, Segment]:
     segments: dict[str, Segment] = {}
     if not isinstance(raw, list) or not raw:
@@ -153,7 +156,7 @@ def _segments(raw: object, errors: list[FieldError]) -> dict[str, Segment]:
         if not isinstance(item, dict):
             errors.append(invalid(path, item, "must be a mapping"))
             continue
-        _check_keys(item, {"name", "cidr", "mtu"}, path, errors)
+        _check_keys(item, {"name", "cidr", "mtu", "switch"}, path, errors)
         name = item.get("name")
         if not isinstance(name, str) or not DNS1123_LABEL.match(name):
             errors.append(invalid(f"{path}.name", name, "must be a lowercase RFC 1123 label"))
@@ -166,8 +169,12 @@ def _segments(raw: object, errors: list[FieldError]) -> dict[str, Segment]:
             continue
         cidr = _cidr(item["cidr"], f"{path}.cidr", errors)
         mtu = _int(item.get("mtu", 1500), f"{path}.mtu", 576, 9000, errors)
+        switch = item.get("switch", "macvlan")
+        if switch not in SWITCHES:
+            errors.append(unsupported(f"{path}.switch", switch, SWITCHES))
+            continue
         if cidr and mtu:
-            segments[name] = Segment(name, cidr, mtu)
+            segments[name] = Segment(name, cidr, mtu, switch)
     nets = [(s.name, s.network) for s in segments.values()]
     for a in range(len(nets)):
         for b in range(a + 1, len(nets)):

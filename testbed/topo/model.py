@@ -56,11 +56,12 @@ class ClusterSettings:
 
 @dataclass
 class Segment:
-    """One L2 segment (a bridge in a namespace of its own)."""
+    """One L2 segment: a switch (macvlan or bridge) in a namespace of its own."""
 
     name: str
     cidr: str
     mtu: int = 1500
+    switch: str = "macvlan"
 
     @property
     def network(self) -> ipaddress.IPv4Network:

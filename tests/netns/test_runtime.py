@@ -13,7 +13,7 @@ import pytest
 from testbed import podnet
 from testbed.runtime.network import Underlay
 from testbed.runtime.pods import host_veth_name, spawn_pod, wire_pod
-from testbed.topo.load import load_topology
+from testbed.topo.load import load_topology, parse_topology
 
 pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,35 @@ def test_underlay_routes_between_racks_and_outside(two_racks):
     assert ping(u.hosts["client"].ns, topo.hosts["node2"].ip)
     links = json.loads(u.hosts["node1"].ns.run(["ip", "-j", "link"]).stdout)
     assert [link["ifname"] for link in links] == ["lo", "eth0"]
+
+
+def test_segment_switches_macvlan_and_bridge():
+    """A macvlan segment and a bridge segment carry ARP and IP alike; host interfaces are
+    macvlans on the one and veths on the other, and the bridge skips br_netfilter."""
+    topo = parse_topology({
+        "name": "sw",
+        "segments": [{"name": "lan", "cidr": "10.1.0.0/24"},
+                     {"name": "wan", "cidr": "10.2.0.0/24", "switch": "bridge"}],
+        "routers": [{"name": "r", "interfaces": [{"segment": "lan"}, {"segment": "wan"}]}],
+        "nodes": [{"name": "n1", "segment": "lan"}, {"name": "n2", "segment": "lan"}],
+        "hosts": [{"name": "h", "segment": "wan"}],
+    }, "<test>")
+    u = Underlay(topo)
+    u.build()
+    try:
+        assert ping(u.hosts["n1"].ns, topo.hosts["n2"].ip)
+        assert ping(u.hosts["n1"].ns, topo.hosts["h"].ip)
+        kinds = {name: json.loads(u.hosts[name].ns.run(["ip", "-d", "-j", "link", "show", "eth0"]).stdout)[0]
+                 ["linkinfo"] for name in ("n1", "h")}
+        assert kinds["n1"]["info_kind"] == "macvlan" and kinds["n1"]["info_data"]["mode"] == "bridge"
+        assert kinds["h"]["info_kind"] == "veth"
+        switch = u.switches["wan"].ns
+        assert "br0" in switch.run(["ip", "-br", "link"]).stdout
+        key = "net.bridge.bridge-nf-call-iptables"
+        if switch.has_sysctl(key):
+            assert switch.read_sysctl(key) == "0"
+    finally:
+        u.stop()
 
 
 def test_pods_on_different_racks_reach_each_other(two_racks, tmp_path):
@@ -70,7 +99,7 @@ def test_namespaces_die_with_the_lab_process(tmp_path):
         import json, sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from testbed.runtime.network import Underlay
-        from testbed.topo.load import load_topology
+        from testbed.topo.load import load_topology, parse_topology
         u = Underlay(load_topology({str(ROOT / 'topologies' / 'flat.yaml')!r}))
         u.build()
         print(json.dumps([h.pid for h in u.all_hosts().values()]), flush=True)

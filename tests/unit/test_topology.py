@@ -85,6 +85,11 @@ def test_unknown_field_and_bad_network():
     assert "cluster.colour: Unsupported value" in msg
 
 
+def test_unknown_switch_kind():
+    msg = bad({"segments": [{"name": "lan", "cidr": "10.0.0.0/24", "switch": "hub"}]})
+    assert 'segments[0].switch: Unsupported value: "hub": supported values: "macvlan", "bridge"' in msg
+
+
 def test_address_outside_segment():
     msg = bad({"nodes": [{"name": "node1", "segment": "lan", "address": "10.0.1.5"}]})
     assert 'nodes[0].address: Invalid value: "10.0.1.5": must be a host address in 10.0.0.0/24' in msg
