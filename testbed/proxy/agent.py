@@ -32,6 +32,7 @@ class ProxyAgent:
         self.health: dict[int, HealthServer] = {}  # healthCheckNodePort -> its server
         self._ports: dict[tuple[str, str], list] = {}  # service -> its ServicePorts (iptables mode)
         self._affinity: dict[tuple[str, str], int] = {}
+        self._chains: set[str] = set()  # pick chains made so far (nftables mode)
 
     def sync(self, services: list[dict], slices: list[dict]) -> None:
         by_service: dict[tuple[str, str], list[dict]] = {}
@@ -79,10 +80,14 @@ class ProxyAgent:
             self.ns.run(["iptables-restore"], input=iptables.ruleset(ports, seconds), mount=False)
             self._loaded = True
         elif not self._loaded:
-            self.ns.nft(nftables.full_ruleset({n: set(c) for n, c in self._count.items()}))
+            everything = {n: set(c) for n, c in self._count.items()}
+            self.ns.nft(nftables.full_ruleset(everything))
+            self._chains = nftables.chains_needed(everything)
             self._loaded = True
         elif changed:
-            self.ns.nft(nftables.delta(added, removed))
+            new_chains = nftables.chains_needed(added) - self._chains
+            self.ns.nft(nftables.delta(added, removed, new_chains))
+            self._chains |= new_chains
         else:
             return
         self.syncs += 1
@@ -122,7 +127,7 @@ class ProxyAgent:
         if not shutil.which("conntrack"):
             return
         stale = set()
-        for name in ("backends", "no_endpoints"):
+        for name in ("endpoints", "no_endpoints"):
             for e in removed[name]:
                 ip, proto, port = e.split(" . ")[:3]
                 if proto == "udp":

@@ -1,29 +1,38 @@
 """The nftables ruleset of the service proxy, built as text (pure).
 
-Chains are few and fixed; every Service lives in set and map elements, because on
-this kernel chains are what cost (10,000 chains: 11 s; 160,000 elements: 3 s). One
-map does the spreading for every Service: its key is the frontend plus a random
-number 0..65535, and each endpoint owns an equal interval of that number, so one
-lookup both picks the Service and a uniformly random endpoint. A Service is a handful
-of elements; adding one is one small transaction.
+Every Service lives in set and map elements, because on this kernel chains are what
+cost (10,000 chains: 11 s; 160,000 elements: 3 s), and every lookup is an exact-match
+hash lookup, so a new connection costs the same with 10 Services or 10,000, and loading
+10,000 Services takes about 1 s (an interval map over all endpoints took 5-6 s: the
+kernel keeps each interval as the prefixes covering it). A verdict map jumps from a
+frontend to the chain for its number of endpoints N, which puts a random number 0..N-1
+(or a hash of the client address, for sessionAffinity ClientIP) in the packet mark,
+plus the masquerade bit for frontends that masquerade; then frontend . mark is looked up
+in one map of endpoints. There is one such chain per kind in use, made when first
+needed: a handful, whatever the number of Services. A Service is a handful of elements;
+adding one is one small transaction.
 """
 from __future__ import annotations
+
+import re
 
 from testbed.proxy.model import ServicePort
 
 TABLE = "testbed-proxy"
 MASQ_MARK = "0x4000"
-SLOTS = 65536
 FRONTEND = "ip daddr . meta l4proto . th dport"
 
-SETS = ("backends", "no_endpoints", "drop_local", "masq_frontends", "hairpin", "affinity")
+SETS = ("dispatch", "endpoints", "no_endpoints", "drop_local", "hairpin")
 
 SKELETON = f"""\
 table ip {TABLE} {{
-\t# frontend (service IP . protocol . port . random slot) -> endpoint
-\tmap backends {{
-\t\ttypeof {FRONTEND} . numgen random mod {SLOTS} : ip daddr . th dport
-\t\tflags interval
+\t# frontend (service IP . protocol . port) -> the chain that picks one of its endpoints
+\tmap dispatch {{
+\t\ttypeof {FRONTEND} : verdict
+\t}}
+\t# frontend . endpoint number (the packet mark, with the masquerade bit where set) -> endpoint
+\tmap endpoints {{
+\t\ttypeof {FRONTEND} . meta mark : ip daddr . th dport
 \t}}
 \t# Services without ready endpoints: rejected at once
 \tset no_endpoints {{
@@ -33,23 +42,14 @@ table ip {TABLE} {{
 \tset drop_local {{
 \t\ttypeof {FRONTEND}
 \t}}
-\t# externalTrafficPolicy Cluster: masquerade so replies come back through this node
-\tset masq_frontends {{
-\t\ttypeof {FRONTEND}
-\t}}
-\t# sessionAffinity ClientIP: the slot comes from a hash of the client address, not chance
-\tset affinity {{
-\t\ttypeof {FRONTEND}
-\t}}
 \t# endpoint . endpoint: a pod reaching itself through its Service (hairpin)
 \tset hairpin {{
 \t\ttypeof ip saddr . ip daddr
 \t}}
 
 \tchain services {{
-\t\t{FRONTEND} @masq_frontends meta mark set meta mark | {MASQ_MARK}
-\t\t{FRONTEND} @affinity meta l4proto {{ tcp, udp, sctp }} dnat ip to {FRONTEND} . jhash ip saddr mod {SLOTS} map @backends
-\t\tmeta l4proto {{ tcp, udp, sctp }} dnat ip to {FRONTEND} . numgen random mod {SLOTS} map @backends
+\t\tmeta l4proto {{ tcp, udp, sctp }} {FRONTEND} vmap @dispatch
+\t\tmeta l4proto {{ tcp, udp, sctp }} dnat ip to {FRONTEND} . meta mark map @endpoints
 \t}}
 \t# The checks sit in the nat chains, which see only the first packet of a connection:
 \t# filter chains with "ct state new" would be the same rules at a per-packet cost on
@@ -75,6 +75,26 @@ table ip {TABLE} {{
 \t}}
 }}
 """
+PICK = re.compile(r"jump (pick_\d+(?:_affinity)?(?:_masq)?)")
+
+
+def pick_chain(endpoints: int, affinity: bool, masquerade: bool) -> str:
+    return f"pick_{endpoints}" + ("_affinity" if affinity else "") + ("_masq" if masquerade else "")
+
+
+def chain_definition(name: str) -> str:
+    """A pick chain: endpoint number 0..N-1 into the mark, by chance or by the client
+    address. (It names no map: nft 1.0.6 cannot add a rule naming the endpoints map to
+    an existing table, "conflicting protocols specified: tcp vs. th".)"""
+    n = int(name.split("_")[1])
+    draw = "jhash ip saddr" if "_affinity" in name else "numgen random"
+    offset = f" offset {MASQ_MARK}" if name.endswith("_masq") else ""
+    return f"add chain ip {TABLE} {name}\nadd rule ip {TABLE} {name} meta mark set {draw} mod {n}{offset}"
+
+
+def chains_needed(elems: dict[str, set[str]]) -> set[str]:
+    """The pick chains the dispatch elements jump to."""
+    return {m.group(1) for e in elems.get("dispatch", ()) for m in [PICK.search(e)] if m}
 
 
 def elements(sp: ServicePort) -> dict[str, set[str]]:
@@ -83,32 +103,32 @@ def elements(sp: ServicePort) -> dict[str, set[str]]:
     note = f'comment "{sp.name}"'
     for fe, eps in sp.frontends.items():
         key = f"{fe.ip} . {fe.proto} . {fe.port}"
-        n = len(eps)
+        masquerade = fe in sp.masquerade
+        out["dispatch"].add(f"{key} {note} : jump {pick_chain(len(eps), sp.affinity, masquerade)}")
+        base = int(MASQ_MARK, 16) if masquerade else 0
         for i, (ip, port) in enumerate(eps):
-            lo, hi = i * SLOTS // n, (i + 1) * SLOTS // n - 1
-            # one comment per frontend keeps `nft list` readable; one per element would
-            # double the time nft needs to load 10,000 Services
-            out["backends"].add(f"{key} . {lo}-{hi} {note if i == 0 else ''}: {ip} . {port}".replace("  ", " "))
+            out["endpoints"].add(f"{key} . {base + i} : {ip} . {port}")
             if ip in sp.local_ips:
                 out["hairpin"].add(f"{ip} . {ip}")
-        if sp.affinity:
-            out["affinity"].add(f"{key} {note}")
-    for name, frontends in (("no_endpoints", sp.reject), ("drop_local", sp.drop), ("masq_frontends", sp.masquerade)):
+    for name, frontends in (("no_endpoints", sp.reject), ("drop_local", sp.drop)):
         for fe in frontends:
             out[name].add(f"{fe.ip} . {fe.proto} . {fe.port} {note}")
     return out
 
 
 def full_ruleset(all_elements: dict[str, set[str]]) -> str:
-    """The whole table: skeleton plus every element (the first sync)."""
+    """The whole table: skeleton, the pick chains in use, every element (the first sync)."""
     lines = [f"table ip {TABLE}", f"delete table ip {TABLE}", SKELETON]
+    lines += [chain_definition(c) for c in sorted(chains_needed(all_elements))]
     lines += _element_lines("add", all_elements)
     return "\n".join(lines) + "\n"
 
 
-def delta(added: dict[str, set[str]], removed: dict[str, set[str]]) -> str:
-    """One transaction with only what changed: deletions first, then additions."""
-    return "\n".join(_element_lines("delete", removed) + _element_lines("add", added)) + "\n"
+def delta(added: dict[str, set[str]], removed: dict[str, set[str]], new_chains: set[str] = frozenset()) -> str:
+    """One transaction with only what changed: new pick chains, deletions, then additions.
+    Pick chains stay once made: there are at most a few dozen."""
+    lines = [chain_definition(c) for c in sorted(new_chains)]
+    return "\n".join(lines + _element_lines("delete", removed) + _element_lines("add", added)) + "\n"
 
 
 def _element_lines(verb: str, elems: dict[str, set[str]]) -> list[str]:
@@ -118,8 +138,8 @@ def _element_lines(verb: str, elems: dict[str, set[str]]) -> list[str]:
         if verb == "delete":
             # deleting takes the key alone: no comment, no mapped value
             items = sorted({i.split(" comment ")[0].split(" : ")[0] for i in items})
-        # nft 1.0.6 wrongly reports "File exists" for long element lists into an existing
-        # interval map; statements of 100 elements in the same transaction are fine
+        # nft 1.0.6 runs out of netlink buffer on very long element lists: statements of
+        # 100 elements in the same transaction are fine
         for start in range(0, len(items), 100):
             chunk = items[start:start + 100]
             lines.append(f"{verb} element ip {TABLE} {name} {{ " + ", ".join(chunk) + " }")

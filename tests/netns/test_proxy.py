@@ -274,7 +274,7 @@ def test_readable_rules_on_the_node(lab):
         assert '"default/web:http"' in table
     else:
         assert 'comment "default/web:http"' in table
-        assert "numgen random mod 65536 map @backends" in table
+        assert "vmap @dispatch" in table and "meta mark set numgen random mod 3" in table
 
 
 def test_session_affinity_client_ip_keeps_the_endpoint(lab):

@@ -73,16 +73,35 @@ def test_policies_shape_the_frontends():
     assert "default/headless" not in by_name and "default/ext" not in by_name
 
 
-def test_endpoints_share_the_random_slots_evenly():
+def test_endpoints_are_numbered_behind_a_pick_chain_per_count():
     (service, slices) = SERVICES[0]
     sp = service_ports(service, slices, "node1", [])[0]
-    ranges = sorted(e.split(" . ")[3].split()[0] for e in nftables.elements(sp)["backends"])
-    assert ranges == ["0-32767", "32768-65535"]
+    elems = nftables.elements(sp)
+    (dispatch,) = elems["dispatch"]
+    assert dispatch.endswith(": jump pick_2")
+    assert sorted(e.split(" : ")[0].split(" . ")[3] for e in elems["endpoints"]) == ["0", "1"]
+    assert nftables.chains_needed(elems) == {"pick_2"}
+    assert nftables.chain_definition("pick_2").endswith("pick_2 meta mark set numgen random mod 2")
+    assert nftables.chain_definition("pick_7_affinity_masq").endswith("meta mark set jhash ip saddr mod 7 offset 0x4000")
+
+
+def test_masquerading_frontends_number_their_endpoints_above_the_masquerade_bit():
+    sp = next(sp for service, slices in SERVICES for sp in service_ports(service, slices, "node1", ["192.168.10.10"])
+              if sp.name == "default/np")
+    elems = nftables.elements(sp)
+    assert '192.168.10.10 . tcp . 30080 comment "default/np" : jump pick_1_masq' in elems["dispatch"]
+    assert "192.168.10.10 . tcp . 30080 . 16384 : 10.244.1.3 . 8000" in elems["endpoints"]
+    assert "10.96.0.21 . tcp . 80 . 0 : 10.244.1.3 . 8000" in elems["endpoints"]
+
+
+def test_delta_makes_new_pick_chains_first():
+    text = nftables.delta({"dispatch": {'10.96.0.1 . tcp . 80 : jump pick_3'}}, {}, {"pick_3"})
+    assert text.index("add chain ip testbed-proxy pick_3") < text.index("add element ip testbed-proxy dispatch")
 
 
 def test_delta_deletes_keys_only():
-    text = nftables.delta({"backends": set()}, {"backends": {'10.96.0.1 . tcp . 80 . 0-65535 comment "x" : 10.244.0.2 . 80'}})
-    assert text == "delete element ip testbed-proxy backends { 10.96.0.1 . tcp . 80 . 0-65535 }\n"
+    text = nftables.delta({}, {"dispatch": {'10.96.0.1 . tcp . 80 comment "x" : jump pick_1'}})
+    assert text == "delete element ip testbed-proxy dispatch { 10.96.0.1 . tcp . 80 }\n"
 
 
 @pytest.mark.root
