@@ -19,7 +19,8 @@ import re
 from testbed.proxy.model import ServicePort
 
 TABLE = "testbed-proxy"
-MASQ_MARK = "0x4000"
+# the top bit: endpoint numbers (0..N-1 below it) can never reach it
+MASQ_MARK = "0x80000000"
 FRONTEND = "ip daddr . meta l4proto . th dport"
 
 SETS = ("dispatch", "endpoints", "no_endpoints", "drop_local", "hairpin")

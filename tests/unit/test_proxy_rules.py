@@ -82,7 +82,7 @@ def test_endpoints_are_numbered_behind_a_pick_chain_per_count():
     assert sorted(e.split(" : ")[0].split(" . ")[3] for e in elems["endpoints"]) == ["0", "1"]
     assert nftables.chains_needed(elems) == {"pick_2"}
     assert nftables.chain_definition("pick_2").endswith("pick_2 meta mark set numgen random mod 2")
-    assert nftables.chain_definition("pick_7_affinity_masq").endswith("meta mark set jhash ip saddr mod 7 offset 0x4000")
+    assert nftables.chain_definition("pick_7_affinity_masq").endswith("meta mark set jhash ip saddr mod 7 offset 0x80000000")
 
 
 def test_masquerading_frontends_number_their_endpoints_above_the_masquerade_bit():
@@ -90,7 +90,7 @@ def test_masquerading_frontends_number_their_endpoints_above_the_masquerade_bit(
               if sp.name == "default/np")
     elems = nftables.elements(sp)
     assert '192.168.10.10 . tcp . 30080 comment "default/np" : jump pick_1_masq' in elems["dispatch"]
-    assert "192.168.10.10 . tcp . 30080 . 16384 : 10.244.1.3 . 8000" in elems["endpoints"]
+    assert "192.168.10.10 . tcp . 30080 . 2147483648 : 10.244.1.3 . 8000" in elems["endpoints"]
     assert "10.96.0.21 . tcp . 80 . 0 : 10.244.1.3 . 8000" in elems["endpoints"]
 
 
