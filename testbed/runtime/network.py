@@ -15,6 +15,11 @@ Names are made inside their own namespaces and never meet, so two labs cannot co
 """
 from __future__ import annotations
 
+import errno
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from testbed.errors import MachineError
 from testbed.runtime.hosts import LabHost
 from testbed.topo.model import Host, Interface, Segment, Topology
 
@@ -73,8 +78,14 @@ class Underlay:
             switch.link("set", index=idx, master=br, mtu=ifc.mtu, state="up")
         else:
             # made straight inside the host: the name never exists in the switch's namespace
-            switch.link("add", ifname=ifc.name, kind="macvlan", link=switch.link_lookup(ifname=PARENT)[0],
-                        macvlan_mode="bridge", address=ifc.mac, net_ns_fd=target)
+            try:
+                switch.link("add", ifname=ifc.name, kind="macvlan", link=switch.link_lookup(ifname=PARENT)[0],
+                            macvlan_mode="bridge", address=ifc.mac, net_ns_fd=target)
+            except NetlinkError as e:
+                if e.code != errno.EOPNOTSUPP:
+                    raise
+                raise MachineError(f"this kernel has no macvlan support (segment {ifc.segment}): load it with "
+                                   "`sudo modprobe macvlan` or give the segment `switch: bridge`") from e
 
     def _configure(self, host: Host) -> None:
         h = self.hosts[host.name]
