@@ -28,7 +28,7 @@ from rich.table import Table  # noqa: E402
 
 from testbed.proxy.agent import ProxyAgent  # noqa: E402
 from testbed.runtime.hosts import LabHost  # noqa: E402
-from testbed.topo.model import ClusterSettings, Host, Interface  # noqa: E402
+from testbed.topo.model import Host, Interface  # noqa: E402
 
 console = Console(width=150)
 POD_IP, NODE_IP = "10.250.0.2", "10.250.0.1"
@@ -84,7 +84,7 @@ class Bench:
 
     def agent(self, mode: str) -> ProxyAgent:
         host = Host("n", "node", [Interface("veth0", "lan", NODE_IP, 24, "")])
-        return ProxyAgent(host, self.node.ns, mode, ClusterSettings(), [NODE_IP])
+        return ProxyAgent(host, self.node.ns, mode)
 
     def connect_ms(self, ip: str, count: int = 200, batches: int = 5) -> float:
         """Median per-connect time over batches, after a warm-up: the first connects also

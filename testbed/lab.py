@@ -300,10 +300,8 @@ class Lab:
     def _start_proxies(self) -> None:
         from testbed.proxy.agent import ProxyAgent
 
-        node_ips = [n.ip for n in self.topology.nodes]
         for node in self.topology.nodes:
-            self.proxies[node.name] = ProxyAgent(node, self.ns(node.name), self.topology.cluster.proxy_mode,
-                                                 self.topology.cluster, node_ips)
+            self.proxies[node.name] = ProxyAgent(node, self.ns(node.name), self.topology.cluster.proxy_mode)
 
     def _teardown(self) -> None:
         for pod in list(self.pods.values()):

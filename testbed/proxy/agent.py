@@ -13,13 +13,13 @@ from testbed.netns import Namespace
 from testbed.proxy import iptables, nftables
 from testbed.proxy.health import HealthServer
 from testbed.proxy.model import service_ports
-from testbed.topo.model import ClusterSettings, Host
+from testbed.topo.model import Host
 
 SERVICE_LABEL = "kubernetes.io/service-name"
 
 
 class ProxyAgent:
-    def __init__(self, node: Host, ns: Namespace, mode: str, settings: ClusterSettings, node_ips: list[str]):
+    def __init__(self, node: Host, ns: Namespace, mode: str):
         self.mode = mode
         self.node = node
         self.ns = ns
