@@ -67,6 +67,8 @@ class HttpEcho(asyncio.Protocol):
     def __init__(self, ident: dict):
         self.ident = ident
         self.buf = b""
+        self.pending: tuple[str, str, bool] | None = None  # (path, host, close) of a request being read
+        self.body_left = 0  # bytes of its body still to come (bodies are read and ignored)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -74,7 +76,18 @@ class HttpEcho(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while self.buf:
+        while True:
+            if self.pending:
+                taken = min(self.body_left, len(self.buf))
+                self.buf, self.body_left = self.buf[taken:], self.body_left - taken
+                if self.body_left:
+                    return  # the body comes in pieces: answer once it is all here
+                path, host, close = self.pending
+                self.pending = None
+                if self._respond(path, host, close):
+                    return
+            if not self.buf:
+                return
             line, nl, _ = self.buf.partition(b"\n")
             if (nl or len(self.buf) > 8192) and not REQUEST_LINE.match(line):
                 self._raw()  # not HTTP: answer the JSON once and close
@@ -88,16 +101,19 @@ class HttpEcho(asyncio.Protocol):
             for line in lines[1:]:
                 k, _, v = line.partition(":")
                 headers[k.strip().lower()] = v.strip()
-            length = int(headers.get("content-length", "0") or 0)
-            self.buf = self.buf[length:]  # request bodies are read and ignored
-            body = answer(self.ident, self.peer, parts[1], headers.get("host", "")) + b"\n"
             close = headers.get("connection", "").lower() == "close" or parts[2] == "HTTP/1.0"
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\n%s\r\n" % (len(body), b"Connection: close\r\n" if close else b"")
-                                 + body)
-            if close:
-                self.transport.close()
-                return
+            self.pending = (parts[1], headers.get("host", ""), close)
+            self.body_left = int(headers.get("content-length", "0") or 0)
+
+    def _respond(self, path: str, host: str, close: bool) -> bool:
+        """Answer one request; True if the connection is now closed."""
+        body = answer(self.ident, self.peer, path, host) + b"\n"
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n%s\r\n" % (len(body), b"Connection: close\r\n" if close else b"")
+                             + body)
+        if close:
+            self.transport.close()
+        return close
 
     def eof_received(self) -> bool:
         if self.buf:  # a client that sent a few bytes without a newline and half-closed

@@ -85,6 +85,35 @@ def test_keep_alive_post_and_connection_close(pair):
     assert "Connection: close" in out
 
 
+PIECES = """
+import json, socket, time
+s = socket.create_connection(("10.0.0.1", 8000))
+s.settimeout(5)
+f = s.makefile("rb")
+def response():
+    status = f.readline()
+    length = 0
+    while (line := f.readline()) != b"\\r\\n":
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return status.decode().strip(), json.loads(f.read(length))["path"]
+# the body comes in two pieces, and its second piece looks like a request line
+s.sendall(b"POST /slow HTTP/1.1\\r\\nHost: h\\r\\nContent-Length: 16\\r\\n\\r\\nGET / ")
+time.sleep(0.3)
+s.sendall(b"HTTP/1.1\\r\\n")
+print(*response())
+s.sendall(b"GET /next HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n")
+print(*response())
+"""
+
+
+def test_a_body_in_pieces_is_read_before_the_answer(pair):
+    echo, pod, client = pair
+    add(echo, pod)
+    out = client.run(["python3", "-c", PIECES]).stdout
+    assert out.splitlines() == ["HTTP/1.1 200 OK /slow", "HTTP/1.1 200 OK /next"]
+
+
 def test_non_http_tcp_and_udp(pair):
     echo, pod, client = pair
     add(echo, pod)
