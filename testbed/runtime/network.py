@@ -5,11 +5,11 @@ the machine's root namespace never sees an interface. A segment is one of two sw
 
 - ``macvlan`` (default): the segment's namespace holds a veth pair as the parent; each
   host interface is a macvlan in bridge mode on that parent, created straight inside
-  the host. A frame between two hosts takes one hop (macvlan to macvlan) instead of
-  three (veth, bridge, veth), which is what pod-to-pod throughput is made of here.
+  the host. A frame between two hosts takes one hop (through the parent, where tcpdump
+  sees it) instead of three (veth, bridge, veth), which is what pod-to-pod throughput is
+  made of here.
 - ``bridge``: a Linux bridge; each host interface is a veth pair whose near end is a
-  bridge port. Slower, but the bridge learns any MAC (virtual MACs such as VRRP's) and
-  the switch namespace sees every frame.
+  bridge port. Slower, but the bridge learns any MAC (virtual MACs such as VRRP's).
 
 Names are made inside their own namespaces and never meet, so two labs cannot collide.
 """
