@@ -54,7 +54,7 @@ def build_parser(command_after_dashes: bool = False) -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-o", "--output", choices=["wide", "json", "yaml"], default="")
 
-    p = sub.add_parser("exec", parents=[lab_opt], help="run a command in node/N, pod/N or host/N")
+    p = sub.add_parser("exec", parents=[lab_opt], help="run a command in node/N, pod/N, host/N or segment/N")
     p.add_argument("target")
     p.add_argument("-n", "--namespace", default="default")
     if not command_after_dashes:  # `exec T CMD...` without `--`: everything after the target

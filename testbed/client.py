@@ -105,11 +105,13 @@ class RemoteLab:
         st = state.read_state(self.name) or {}
         hosts = st.get("hosts", {})
         kind, _, name = target.partition("/")
-        key = f"pod/{namespace}/{name}" if kind == "pod" else name
+        key = {"pod": f"pod/{namespace}/{name}", "segment": f"sw-{name}"}.get(kind, name)
         entry = hosts.get(key)
-        if kind not in ("pod", "node", "host") or not entry or (kind != "pod" and key.startswith("sw-")):
+        if (kind not in ("pod", "node", "host", "segment") or not entry
+                or (kind in ("node", "host") and key.startswith("sw-"))):
             raise BadInput(f'no {kind} "{name}"' + (f' in namespace "{namespace}"' if kind == "pod" else "")
-                           + f' in lab "{self.name}"; targets are node/NAME, pod/NAME (-n NAMESPACE) or host/NAME')
+                           + f' in lab "{self.name}"; targets are node/NAME, pod/NAME (-n NAMESPACE), host/NAME '
+                           "or segment/NAME")
         roles = st.get("roles", {})
         if kind in ("node", "host") and roles.get(name) and (roles[name] == "node") != (kind == "node"):
             raise BadInput(f'"{name}" is a {roles[name]}: use ' + ("node/" if roles[name] == "node" else "host/") + name)

@@ -86,6 +86,8 @@ def test_up_apply_get_exec_delete_down(lab_name, hdls_file):
     # exit codes pass through; options may follow the target
     assert tb("exec", "node/node1", "--lab", lab_name, "--", "sh", "-c", "exit 7").returncode == 7
     assert tb("--lab", lab_name, "exec", "host/router", "--", "true").returncode == 0
+    # the segment's switch namespace: its macvlan parent carries every frame of the segment
+    assert "seg0" in tb("--lab", lab_name, "exec", "segment/lan", "--", "ip", "-br", "link").stdout
 
     # delete: the pods, their namespaces and their host-side interfaces go
     pod_holders = [(h["pid"], h["start"]) for k, h in state.read_state(lab_name)["hosts"].items()

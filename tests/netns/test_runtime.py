@@ -42,6 +42,15 @@ def test_underlay_routes_between_racks_and_outside(two_racks):
     assert [link["ifname"] for link in links] == ["lo", "eth0"]
 
 
+def wait_for_capture(cap: subprocess.Popen) -> None:
+    """Return once tcpdump says it is listening (on stderr, after a line about verbosity)."""
+    for _ in range(3):
+        line = cap.stderr.readline()
+        if "listening on" in line:
+            return
+    raise AssertionError(f"tcpdump did not start: {line}")
+
+
 def test_segment_switches_macvlan_and_bridge():
     """A macvlan segment and a bridge segment carry ARP and IP alike; host interfaces are
     macvlans on the one and veths on the other, and the bridge skips br_netfilter."""
@@ -56,7 +65,13 @@ def test_segment_switches_macvlan_and_bridge():
     u = Underlay(topo)
     u.build()
     try:
+        # the macvlan parent in the switch's namespace sees frames between two hosts
+        cap = subprocess.Popen(u.switches["lan"].ns.argv(["tcpdump", "-n", "-l", "-i", "seg0", "-c", "1", "icmp"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for_capture(cap)
         assert ping(u.hosts["n1"].ns, topo.hosts["n2"].ip)
+        out, _ = cap.communicate(timeout=5)
+        assert f"{topo.hosts['n1'].ip} > {topo.hosts['n2'].ip}: ICMP echo request" in out
         assert ping(u.hosts["n1"].ns, topo.hosts["h"].ip)
         kinds = {name: json.loads(u.hosts[name].ns.run(["ip", "-d", "-j", "link", "show", "eth0"]).stdout)[0]
                  ["linkinfo"] for name in ("n1", "h")}

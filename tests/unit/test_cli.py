@@ -145,7 +145,7 @@ def test_list_shows_running_and_dead(state_root, capsys):
 
 def test_exec_argv(state_root):
     me = {"pid": os.getpid(), "start": state.process_start(os.getpid()), "netns": 1}
-    fake_lab(state_root, "l", hosts={"node1": me, "router": me, "pod/prod/web": me},
+    fake_lab(state_root, "l", hosts={"node1": me, "router": me, "pod/prod/web": me, "sw-lan": me},
              roles={"node1": "node", "router": "router"})
     lab = client.RemoteLab("l")
     pid = str(os.getpid())
@@ -158,8 +158,13 @@ def test_exec_argv(state_root):
         lab.exec_argv("node/router", ["true"])
     with pytest.raises(client.BadInput, match="use node/node1"):
         lab.exec_argv("host/node1", ["true"])
+    assert lab.exec_argv("segment/lan", ["true"])[:3] == ["nsenter", "-t", pid]
     with pytest.raises(client.BadInput, match="targets are"):
         lab.exec_argv("pods/web", ["true"])
+    with pytest.raises(client.BadInput, match='no host "sw-lan"'):
+        lab.exec_argv("host/sw-lan", ["true"])
+    with pytest.raises(client.BadInput, match='no segment "wan"'):
+        lab.exec_argv("segment/wan", ["true"])
 
 
 def test_exec_runs_the_command_and_passes_the_exit_code(state_root):
