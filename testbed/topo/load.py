@@ -172,7 +172,6 @@ def _segments(raw: object, errors: list[FieldError]) -> dict[str, Segment]:
         switch = item.get("switch", "macvlan")
         if switch not in SWITCHES:
             errors.append(unsupported(f"{path}.switch", switch, SWITCHES))
-            continue
         if cidr and mtu:
             segments[name] = Segment(name, cidr, mtu, switch)
     nets = [(s.name, s.network) for s in segments.values()]

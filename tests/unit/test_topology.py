@@ -88,6 +88,7 @@ def test_unknown_field_and_bad_network():
 def test_unknown_switch_kind():
     msg = bad({"segments": [{"name": "lan", "cidr": "10.0.0.0/24", "switch": "hub"}]})
     assert 'segments[0].switch: Unsupported value: "hub": supported values: "macvlan", "bridge"' in msg
+    assert "Not found" not in msg  # the segment is still known to the hosts on it
 
 
 def test_address_outside_segment():
