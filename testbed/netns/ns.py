@@ -113,17 +113,17 @@ class Namespace:
         """Write sysctls of this namespace, e.g. {"net.ipv4.ip_forward": 1}."""
         with self.entered():
             for key, value in settings.items():
-                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                with open(_sysctl_path(key), "w") as f:
                     f.write(str(value))
 
     def has_sysctl(self, key: str) -> bool:
         """Whether this namespace has the sysctl (some come with a module, e.g. br_netfilter)."""
         with self.entered():
-            return os.path.exists("/proc/sys/" + key.replace(".", "/"))
+            return os.path.exists(_sysctl_path(key))
 
     def read_sysctl(self, key: str) -> str:
         with self.entered():
-            with open("/proc/sys/" + key.replace(".", "/")) as f:
+            with open(_sysctl_path(key)) as f:
                 return f.read().strip()
 
     def nft(self, ruleset: str, check_only: bool = False) -> None:
@@ -147,3 +147,7 @@ class CommandFailed(Exception):
     def __init__(self, where: str, argv: list[str], code: int, output: str):
         self.where, self.argv, self.code, self.output = where, argv, code, output
         super().__init__(f"{where}: {' '.join(argv)} exited {code}: {output.strip()}")
+
+
+def _sysctl_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")

@@ -14,8 +14,6 @@ adding one is one small transaction.
 """
 from __future__ import annotations
 
-import re
-
 from testbed.proxy.model import ServicePort
 
 TABLE = "testbed-proxy"
@@ -76,7 +74,6 @@ table ip {TABLE} {{
 \t}}
 }}
 """
-PICK = re.compile(r"jump (pick_\d+(?:_affinity)?(?:_masq)?)")
 
 
 def pick_chain(endpoints: int, affinity: bool, masquerade: bool) -> str:
@@ -95,7 +92,7 @@ def chain_definition(name: str) -> str:
 
 def chains_needed(elems: dict[str, set[str]]) -> set[str]:
     """The pick chains the dispatch elements jump to."""
-    return {m.group(1) for e in elems.get("dispatch", ()) for m in [PICK.search(e)] if m}
+    return {e.rsplit(" jump ", 1)[1] for e in elems.get("dispatch", ())}
 
 
 def elements(sp: ServicePort) -> dict[str, set[str]]:

@@ -17,7 +17,7 @@ import yaml
 
 from testbed.errors import BadInput, FieldError, InvalidError, duplicate, invalid, required, unsupported
 from testbed.topo.model import (
-    BGP_MODES, IPIP_MODES, NETWORKS, PROXY_MODES, BgpSettings, ClusterSettings, Host, Interface,
+    BGP_MODES, IPIP_MODES, NETWORKS, PROXY_MODES, SWITCHES, BgpSettings, ClusterSettings, Host, Interface,
     IpipSettings, Route, Segment, Topology, VxlanSettings,
 )
 
@@ -143,9 +143,6 @@ def _cluster(raw: object, errors: list[FieldError]) -> ClusterSettings:
     return c
 
 
-SWITCHES = ["macvlan", "bridge"]
-
-
 def _segments(raw: object, errors: list[FieldError]) -> dict[str, Segment]:
     segments: dict[str, Segment] = {}
     if not isinstance(raw, list) or not raw:
@@ -171,7 +168,7 @@ def _segments(raw: object, errors: list[FieldError]) -> dict[str, Segment]:
         mtu = _int(item.get("mtu", 1500), f"{path}.mtu", 576, 9000, errors)
         switch = item.get("switch", "macvlan")
         if switch not in SWITCHES:
-            errors.append(unsupported(f"{path}.switch", switch, SWITCHES))
+            errors.append(unsupported(f"{path}.switch", switch, list(SWITCHES)))
         if cidr and mtu:
             segments[name] = Segment(name, cidr, mtu, switch)
     nets = [(s.name, s.network) for s in segments.values()]

@@ -12,6 +12,7 @@ NETWORKS = ("routed", "vxlan", "ipip", "bgp")
 PROXY_MODES = ("nftables", "iptables")
 IPIP_MODES = ("Always", "CrossSubnet")
 BGP_MODES = ("mesh", "reflectors", "tor")
+SWITCHES = ("macvlan", "bridge")
 
 
 @dataclass
